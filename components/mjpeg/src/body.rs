@@ -1,0 +1,119 @@
+//! Writing a response body with back-pressure and a stall limit: a client
+//! that accepts nothing for [`STALL_LIMIT_NS`] is dropped rather than
+//! holding its instance forever.
+
+use spin_sdk::http::OutgoingBody;
+use wasi::clocks::monotonic_clock;
+use wasi::io::streams::{InputStream, OutputStream, StreamError};
+
+/// How long a client may refuse to read before its stream is ended.
+pub const STALL_LIMIT_NS: u64 = 15_000_000_000;
+
+#[derive(Debug)]
+pub enum Error {
+    Closed,
+    Stalled,
+    Failed(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Closed => f.write_str("client closed the connection"),
+            Error::Stalled => write!(f, "client read nothing for {} s", STALL_LIMIT_NS / 1_000_000_000),
+            Error::Failed(e) => write!(f, "write failed: {e}"),
+        }
+    }
+}
+
+impl From<StreamError> for Error {
+    fn from(e: StreamError) -> Self {
+        match e {
+            StreamError::Closed => Error::Closed,
+            StreamError::LastOperationFailed(e) => Error::Failed(e.to_debug_string()),
+        }
+    }
+}
+
+pub struct Body {
+    stream: Option<OutputStream>,
+    body: OutgoingBody,
+}
+
+impl Body {
+    pub fn new(body: OutgoingBody) -> Result<Self, String> {
+        let stream = body.write().map_err(|_| "response body stream taken twice".to_string())?;
+        Ok(Body { stream: Some(stream), body })
+    }
+
+    fn out(&self) -> &OutputStream {
+        self.stream.as_ref().expect("stream open until finish")
+    }
+
+    /// Wait until the output accepts bytes, or until `deadline`.
+    fn writable(&self, deadline: u64) -> Result<u64, Error> {
+        loop {
+            let n = self.out().check_write()?;
+            if n > 0 {
+                return Ok(n);
+            }
+            let now = monotonic_clock::now();
+            if now >= deadline {
+                return Err(Error::Stalled);
+            }
+            let ready = self.out().subscribe();
+            let timer = monotonic_clock::subscribe_instant(deadline);
+            wasi::io::poll::poll(&[&ready, &timer]);
+        }
+    }
+
+    pub fn write_all(&mut self, mut data: &[u8]) -> Result<(), Error> {
+        let deadline = monotonic_clock::now() + STALL_LIMIT_NS;
+        while !data.is_empty() {
+            let n = self.writable(deadline)?.min(data.len() as u64) as usize;
+            self.out().write(&data[..n])?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Move `len` bytes from `input` to the body by splice: for host-backed
+    /// streams the bytes go from buffer to socket without entering the guest.
+    pub fn splice_all(&mut self, input: &InputStream, mut len: u64) -> Result<(), Error> {
+        let deadline = monotonic_clock::now() + STALL_LIMIT_NS;
+        while len > 0 {
+            let n = self.writable(deadline)?.min(len);
+            let moved = match self.out().splice(input, n) {
+                Ok(m) => m,
+                Err(StreamError::Closed) => return Err(Error::Failed(format!("source ended {len} bytes early"))),
+                Err(e) => return Err(e.into()),
+            };
+            if moved == 0 {
+                // The source has nothing yet; wait for it.
+                input.subscribe().block();
+            }
+            len -= moved;
+        }
+        Ok(())
+    }
+
+    /// Fails once the client has gone away.
+    pub fn check_open(&self) -> Result<(), Error> {
+        self.out().check_write().map(|_| ()).map_err(Error::from)
+    }
+
+    /// Sleep until a monotonic instant, failing early if the client leaves.
+    pub fn sleep_until(&self, instant: u64) -> Result<(), Error> {
+        if monotonic_clock::now() < instant {
+            monotonic_clock::subscribe_instant(instant).block();
+        }
+        self.check_open()
+    }
+
+    pub fn finish(mut self) {
+        drop(self.stream.take());
+        if let Err(e) = OutgoingBody::finish(self.body, None) {
+            eprintln!("finishing body: {e:?}");
+        }
+    }
+}

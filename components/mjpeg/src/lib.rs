@@ -1,0 +1,247 @@
+//! framewire's camera handler: live MJPEG streams, snapshots and the state
+//! document, as a `wasi:http/incoming-handler` component.
+//!
+//! Frames come from the host through `framewire:camera/frames`; their bytes
+//! are spliced from the host's shared buffer into the response body and
+//! never enter this component's memory.
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "framewire:camera/camera-guest",
+        with: {
+            "wasi:io/error@0.2.0": ::wasi::io::error,
+            "wasi:io/streams@0.2.0": ::wasi::io::streams,
+            "wasi:io/poll@0.2.0": ::wasi::io::poll,
+        },
+    });
+}
+mod body;
+
+use bindings::framewire::camera::{frames, host};
+use body::Body;
+use framewire_core::{mjpeg, query, routes::CameraRoute};
+use serde_json::json;
+use spin_sdk::http::{Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam};
+use spin_sdk::http_component;
+
+/// How long one `next` call waits before checking that the client is still
+/// there; also the longest a stream goes without a frame before it notices.
+const FRAME_WAIT_MS: u32 = 1_000;
+
+#[http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let target = req.path_with_query().unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let head = match req.method() {
+        Method::Get => false,
+        Method::Head => true,
+        _ => {
+            return Reply::json(405, &json!({"error": "only GET and HEAD are allowed"}))
+                .header("allow", "GET, HEAD")
+                .send(out, false);
+        }
+    };
+    let Some(route) = framewire_core::routes::camera_route(path) else {
+        return Reply::json(404, &json!({"error": format!("no such path: {path}")})).send(out, head);
+    };
+    match route {
+        CameraRoute::State => Reply::json(200, &state()).send(out, head),
+        CameraRoute::Snapshot(cam) => match resolve(cam).and_then(|c| latest(&c)) {
+            Ok(frame) => snapshot(frame, out, head),
+            Err(reply) => reply.send(out, head),
+        },
+        CameraRoute::Stream(cam) => {
+            let opts = match query::stream_query(query) {
+                Ok(o) => o,
+                Err(e) => return Reply::json(400, &json!({"error": e.0})).send(out, head),
+            };
+            match resolve(cam).and_then(|c| subscribe(&c)) {
+                Ok(sub) => stream(sub, opts, out, head),
+                Err(reply) => reply.send(out, head),
+            }
+        }
+    }
+}
+
+/// The named camera, or the first one for the default routes.
+fn resolve(name: Option<&str>) -> Result<String, Reply> {
+    match name {
+        Some(n) => Ok(n.to_string()),
+        None => frames::list_cameras()
+            .into_iter()
+            .next()
+            .map(|c| c.name)
+            .ok_or_else(|| Reply::json(404, &json!({"error": "no cameras are configured"}))),
+    }
+}
+
+fn frames_error(e: frames::Error) -> Reply {
+    match e {
+        frames::Error::UnknownCamera(name) => {
+            let known: Vec<String> = frames::list_cameras().into_iter().map(|c| c.name).collect();
+            Reply::json(404, &json!({"error": format!("unknown camera: {name}"), "cameras": known}))
+        }
+        frames::Error::NoFrame => {
+            Reply::json(503, &json!({"error": "camera has no frame yet"})).header("retry-after", "1")
+        }
+    }
+}
+
+fn latest(cam: &str) -> Result<frames::Frame, Reply> {
+    frames::latest(cam).map_err(frames_error)
+}
+
+fn subscribe(cam: &str) -> Result<frames::Subscription, Reply> {
+    frames::subscribe(cam).map_err(frames_error)
+}
+
+const NO_CACHE: &str = "no-store, no-cache, must-revalidate, max-age=0";
+
+fn snapshot(frame: frames::Frame, out: ResponseOutparam, head: bool) {
+    let info = frame.info();
+    let Ok(mut body) = Reply::new(200)
+        .header("content-type", "image/jpeg")
+        .header("content-length", &info.size.to_string())
+        .header("cache-control", NO_CACHE)
+        .header("x-timestamp", &mjpeg::format_timestamp(info.captured_at_us))
+        .header("x-frame-sequence", &info.sequence.to_string())
+        .start(out)
+    else {
+        return;
+    };
+    if !head {
+        if let Err(e) = body.splice_all(&frame.body(), info.size as u64) {
+            eprintln!("snapshot: client gone: {e}");
+            return;
+        }
+    }
+    body.finish();
+}
+
+fn stream(sub: frames::Subscription, opts: query::StreamQuery, out: ResponseOutparam, head: bool) {
+    let Ok(mut body) = Reply::new(200)
+        .header("content-type", &mjpeg::content_type())
+        .header("cache-control", NO_CACHE)
+        .header("pragma", "no-cache")
+        .header("expires", "0")
+        // Tell buffering proxies (nginx) to pass parts through at once.
+        .header("x-accel-buffering", "no")
+        .start(out)
+    else {
+        return;
+    };
+    if head {
+        return body.finish();
+    }
+    let interval_ns = opts.fps.map(|fps| (1e9 / fps as f64) as u64);
+    let mut next_due = wasi::clocks::monotonic_clock::now();
+    let result = (|| -> Result<(), body::Error> {
+        body.write_all(mjpeg::preamble().as_bytes())?;
+        loop {
+            if let Some(interval) = interval_ns {
+                body.sleep_until(next_due)?;
+                next_due = next_due.max(wasi::clocks::monotonic_clock::now().saturating_sub(interval)) + interval;
+            }
+            let Some(frame) = sub.next(FRAME_WAIT_MS) else {
+                body.check_open()?;
+                continue;
+            };
+            let info = frame.info();
+            body.write_all(mjpeg::part_header(info.size as usize, info.captured_at_us, info.sequence).as_bytes())?;
+            body.splice_all(&frame.body(), info.size as u64)?;
+            body.write_all(mjpeg::part_trailer().as_bytes())?;
+        }
+    })();
+    if let Err(e) = result {
+        eprintln!("stream ended: {e}");
+    }
+}
+
+fn state() -> serde_json::Value {
+    let cameras: Vec<_> = frames::list_cameras()
+        .into_iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "spec": c.spec,
+                "width": c.width,
+                "height": c.height,
+                "target_fps": c.target_fps,
+                "fps": (c.measured_fps * 10.0).round() / 10.0,
+                "status": match c.status {
+                    frames::Status::Starting => "starting",
+                    frames::Status::Live => "live",
+                    frames::Status::NoSignal => "no-signal",
+                    frames::Status::Failed => "failed",
+                },
+                "error": c.last_error,
+                "clients": c.clients,
+                "frames_captured": c.frames_captured,
+                "frames_encoded": c.frames_encoded,
+            })
+        })
+        .collect();
+    let components: Vec<_> = host::components()
+        .into_iter()
+        .map(|c| json!({"route": c.route, "source": c.source, "sha256": c.sha256, "loaded_at_ms": c.loaded_at_ms}))
+        .collect();
+    json!({
+        "version": host::version(),
+        "uptime_ms": host::uptime_ms(),
+        "cameras": cameras,
+        "components": components,
+    })
+}
+
+/// A response under construction.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn new(status: u16) -> Self {
+        Reply { status, headers: Vec::new(), body: Vec::new() }
+    }
+
+    fn json(status: u16, value: &serde_json::Value) -> Self {
+        let mut r = Reply::new(status)
+            .header("content-type", "application/json")
+            .header("cache-control", NO_CACHE);
+        r.body = serde_json::to_vec(value).expect("JSON values serialize");
+        r.body.push(b'\n');
+        r
+    }
+
+    fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.as_bytes().to_vec()));
+        self
+    }
+
+    /// Send the status and headers; the caller writes the body.
+    fn start(self, out: ResponseOutparam) -> Result<Body, ()> {
+        let fields = Fields::from_list(&self.headers).map_err(|e| eprintln!("bad header: {e:?}"))?;
+        let resp = OutgoingResponse::new(fields);
+        resp.set_status_code(self.status).map_err(|_| eprintln!("bad status {}", self.status))?;
+        let body = resp.body().map_err(|_| eprintln!("response body taken twice"))?;
+        out.set(resp);
+        Body::new(body).map_err(|e| eprintln!("{e}"))
+    }
+
+    /// Send the whole response (headers only for HEAD).
+    fn send(self, out: ResponseOutparam, head: bool) {
+        let mut reply = self;
+        let data = std::mem::take(&mut reply.body);
+        let reply = reply.header("content-length", &data.len().to_string());
+        let Ok(mut body) = reply.start(out) else { return };
+        if !head {
+            if let Err(e) = body.write_all(&data) {
+                eprintln!("client gone: {e}");
+                return;
+            }
+        }
+        body.finish();
+    }
+}

@@ -1,0 +1,7 @@
+//! Protocol logic shared by the framewire host, its wasm components, the
+//! tests and the benchmarks. Pure Rust, no I/O: it builds for the host and
+//! for `wasm32-wasip2` alike.
+
+pub mod mjpeg;
+pub mod query;
+pub mod routes;

@@ -1,0 +1,272 @@
+//! Cameras: each runs capture → encode → publish on its own thread, so no
+//! client can ever slow a camera down, and each frame is encoded once.
+
+mod draw;
+pub mod spec;
+mod synthetic;
+#[cfg(feature = "v4l")]
+mod v4l;
+
+use crate::encode;
+use crate::frames::{Feed, Feeds, Status};
+use anyhow::{Result, bail};
+use bytes::Bytes;
+use spec::{CameraSpec, Kind};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A frame as a source delivers it.
+pub enum Image<'a> {
+    /// Packed RGB8 pixels at the size `open` reported.
+    Rgb { pixels: &'a [u8], captured: SystemTime },
+    /// A JPEG straight from the device: published without re-encoding.
+    Jpeg { jpeg: Bytes, captured: SystemTime },
+}
+
+/// Where frames come from.
+pub trait Source {
+    /// Open (or reopen) the device; returns the frame size.
+    fn open(&mut self) -> Result<(u32, u32)>;
+    /// Block until the next frame.
+    fn capture(&mut self) -> Result<Image<'_>>;
+    fn close(&mut self) {}
+}
+
+fn make_source(spec: &CameraSpec) -> Result<Box<dyn Source>> {
+    Ok(match spec.kind {
+        Kind::Test => Box::new(synthetic::Synthetic::new(spec)),
+        #[cfg(feature = "v4l")]
+        Kind::V4l { index } => Box::new(v4l::V4l::new(spec, index)),
+        #[cfg(not(feature = "v4l"))]
+        Kind::V4l { .. } => bail!("camera {}: this framewire was built without V4L2 support", spec.name),
+    })
+}
+
+/// Devices the host can capture from, one line each.
+pub fn list_devices() -> Result<Vec<String>> {
+    let mut out = vec!["test  built-in synthetic test pattern (test:WxH@FPS)".to_string()];
+    #[cfg(feature = "v4l")]
+    out.extend(v4l::list()?);
+    Ok(out)
+}
+
+/// The running cameras; stops their threads when dropped.
+pub struct Cameras {
+    pub feeds: Arc<Feeds>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Cameras {
+    /// Open every camera and start capturing. A camera that cannot be
+    /// opened keeps retrying in the background, unless none can be opened:
+    /// then this fails, naming each device and its error.
+    pub fn start(specs: &[CameraSpec]) -> Result<Cameras> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut feeds = Vec::new();
+        let mut threads = Vec::new();
+        let mut opened = Vec::new();
+        for spec in specs {
+            let feed = Feed::new(&spec.name, &spec.source, (spec.width, spec.height), spec.fps);
+            let (tx, rx) = std::sync::mpsc::channel();
+            let runner = Runner { feed: feed.clone(), stop: stop.clone(), size: (spec.width, spec.height), fps: spec.fps };
+            let spec2 = spec.clone();
+            // Sources are made on their own thread: device handles need not be Send.
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("camera-{}", spec.name))
+                    .spawn(move || runner.run(spec2, tx))?,
+            );
+            feeds.push(feed);
+            opened.push(rx);
+        }
+        let cams = Cameras { feeds: Arc::new(Feeds::new(feeds)), stop, threads };
+        let mut errors = Vec::new();
+        for (spec, rx) in specs.iter().zip(opened) {
+            match rx.recv_timeout(OPEN_TIMEOUT) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(format!("{}={}: {e}", spec.name, spec.source)),
+                Err(_) => errors.push(format!("{}={}: did not open within {OPEN_TIMEOUT:?}", spec.name, spec.source)),
+            }
+        }
+        if !specs.is_empty() && errors.len() == specs.len() {
+            bail!("no camera could be opened:\n  {}", errors.join("\n  "));
+        }
+        Ok(cams)
+    }
+}
+
+/// How long start-up waits for a camera to open.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Drop for Cameras {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Longest wait between reopen attempts of a failed camera.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Rate of "no signal" frames while a camera is down.
+const NO_SIGNAL_INTERVAL: Duration = Duration::from_secs(1);
+
+struct Runner {
+    feed: Arc<Feed>,
+    stop: Arc<AtomicBool>,
+    size: (u32, u32),
+    fps: f32,
+}
+
+impl Runner {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn run(mut self, spec: CameraSpec, opened: std::sync::mpsc::Sender<Result<(), String>>) {
+        let mut source = match make_source(&spec) {
+            Ok(s) => s,
+            Err(e) => {
+                self.feed.stats.set_health(Status::Failed, Some(format!("{e:#}")));
+                let _ = opened.send(Err(format!("{e:#}")));
+                return;
+            }
+        };
+        let mut open = match source.open() {
+            Ok(size) => {
+                self.set_size(size);
+                let _ = opened.send(Ok(()));
+                true
+            }
+            Err(e) => {
+                tracing::error!(camera = %self.feed.name, "{e:#}");
+                self.feed.stats.set_health(Status::Failed, Some(format!("{e:#}")));
+                let _ = opened.send(Err(format!("{e:#}")));
+                false
+            }
+        };
+        let mut was_live = false;
+        let mut times = VecDeque::new();
+        while !self.stopped() {
+            if !open {
+                let status = if was_live { Status::NoSignal } else { Status::Failed };
+                match self.recover(source.as_mut(), status) {
+                    Some(size) => self.set_size(size),
+                    None => break,
+                }
+                times.clear();
+            }
+            open = true;
+            was_live = true;
+            // A panicking source is a failed capture, not a dead camera.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.capture_one(source.as_mut())))
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("camera source panicked")));
+            match result {
+                Ok(()) => {
+                    let now = Instant::now();
+                    times.push_back(now);
+                    while times.front().is_some_and(|t| now - *t > Duration::from_secs(2)) {
+                        times.pop_front();
+                    }
+                    if let (Some(first), n) = (times.front(), times.len())
+                        && n > 1
+                    {
+                        let span = (now - *first).as_secs_f32();
+                        self.feed.stats.set_measured_fps((n - 1) as f32 / span);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(camera = %self.feed.name, "capture failed: {e:#}");
+                    self.feed.stats.set_health(Status::NoSignal, Some(format!("{e:#}")));
+                    self.feed.stats.set_measured_fps(0.0);
+                    source.close();
+                    open = false;
+                }
+            }
+        }
+        source.close();
+    }
+
+    fn set_size(&mut self, size: (u32, u32)) {
+        self.size = size;
+        self.feed.stats.set_size(size);
+    }
+
+    fn capture_one(&mut self, source: &mut dyn Source) -> Result<()> {
+        let (w, h) = self.size;
+        let stats = &self.feed.stats;
+        let (jpeg, captured) = match source.capture()? {
+            Image::Rgb { pixels, captured } => {
+                stats.frames_captured.fetch_add(1, Ordering::Relaxed);
+                (encode::rgb_to_jpeg(pixels, w, h, encode::QUALITY)?, captured)
+            }
+            Image::Jpeg { jpeg, captured } => {
+                stats.frames_captured.fetch_add(1, Ordering::Relaxed);
+                (jpeg, captured)
+            }
+        };
+        stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
+        self.feed.publish(jpeg, (w, h), captured, false);
+        if stats.health().0 != Status::Live {
+            tracing::info!(camera = %self.feed.name, "live");
+            stats.set_health(Status::Live, None);
+        }
+        Ok(())
+    }
+
+    /// Reopen with exponential backoff, publishing "no signal" frames
+    /// meanwhile so clients stay connected and see why. None if stopped.
+    fn recover(&mut self, source: &mut dyn Source, status: Status) -> Option<(u32, u32)> {
+        let (w, h) = self.size;
+        let card = no_signal_card(&self.feed.name, w, h);
+        let mut backoff = Duration::from_millis(250).min(Duration::from_secs_f32(2.0 / self.fps));
+        let mut last_card: Option<Instant> = None;
+        loop {
+            let until = Instant::now() + backoff;
+            while Instant::now() < until {
+                if self.stopped() {
+                    return None;
+                }
+                if last_card.is_none_or(|t| t.elapsed() >= NO_SIGNAL_INTERVAL) {
+                    if let Some(card) = &card {
+                        self.feed.publish(card.clone(), (w, h), SystemTime::now(), true);
+                    }
+                    last_card = Some(Instant::now());
+                }
+                std::thread::sleep((until - Instant::now().min(until)).min(Duration::from_millis(100)));
+            }
+            match source.open() {
+                Ok(size) => {
+                    tracing::info!(camera = %self.feed.name, "reopened");
+                    return Some(size);
+                }
+                Err(e) => {
+                    tracing::debug!(camera = %self.feed.name, "reopen failed: {e:#}");
+                    self.feed.stats.set_health(status, Some(format!("{e:#}")));
+                }
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// The frame clients see while a camera is down, encoded once per outage.
+fn no_signal_card(name: &str, w: u32, h: u32) -> Option<Bytes> {
+    let mut c = draw::Canvas::new(w, h);
+    c.fill_rect(0, 0, w as i64, h as i64, [48, 48, 48]);
+    let scale = (w / 160).max(1);
+    let text = "NO SIGNAL";
+    let x = (w as i64 - draw::Canvas::text_width(text, scale)) / 2;
+    c.text(x, h as i64 / 2 - 8 * scale as i64, scale, text, [255, 80, 80]);
+    let sub = (scale / 2).max(1);
+    let x = (w as i64 - draw::Canvas::text_width(name, sub)) / 2;
+    c.text(x, h as i64 / 2 + 4 * scale as i64, sub, name, [220, 220, 220]);
+    encode::rgb_to_jpeg(&c.pixels, w, h, encode::QUALITY)
+        .map_err(|e| tracing::error!("cannot render no-signal frame: {e:#}"))
+        .ok()
+}

@@ -1,0 +1,152 @@
+//! Camera specifications as given on the command line or in the config:
+//! `NAME=KIND[:ARGS][,OPTION=VALUE...]`.
+//!
+//! - `test[:WxH[@FPS]]`: the built-in synthetic test pattern.
+//! - `v4l:DEVICE[:WxH[@FPS]]`: a V4L2 webcam, DEVICE being `/dev/videoN` or `N`.
+//!
+//! Options (for testing failure handling): `fail-after=N` makes the source
+//! fail after N frames; `down-ms=MS` keeps it failing that long.
+
+use anyhow::{Context, Result, bail, ensure};
+use framewire_core::routes::valid_camera_name;
+
+pub const DEFAULT_WIDTH: u32 = 640;
+pub const DEFAULT_HEIGHT: u32 = 480;
+pub const DEFAULT_FPS: f32 = 30.0;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    Test,
+    V4l { index: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraSpec {
+    pub name: String,
+    /// The source as written (after `NAME=`), for display.
+    pub source: String,
+    pub kind: Kind,
+    pub width: u32,
+    pub height: u32,
+    pub fps: f32,
+    pub fail_after: Option<u64>,
+    pub down_ms: u64,
+}
+
+impl CameraSpec {
+    /// Parse `NAME=SOURCE`.
+    pub fn parse_named(s: &str) -> Result<Self> {
+        let (name, source) = s
+            .split_once('=')
+            .with_context(|| format!("camera {s:?}: expected NAME=SOURCE, e.g. front=test:640x480@30"))?;
+        Self::parse(name, source)
+    }
+
+    pub fn parse(name: &str, source: &str) -> Result<Self> {
+        ensure!(
+            valid_camera_name(name),
+            "camera name {name:?}: use 1-64 letters, digits, '-' or '_'"
+        );
+        Self::parse_source(name, source).with_context(|| format!("camera {name}={source}"))
+    }
+
+    fn parse_source(name: &str, source: &str) -> Result<Self> {
+        let mut parts = source.split(',');
+        let main = parts.next().unwrap_or("");
+        let (kind_str, args) = main.split_once(':').unwrap_or((main, ""));
+        let mut spec = CameraSpec {
+            name: name.to_string(),
+            source: source.to_string(),
+            kind: Kind::Test,
+            width: DEFAULT_WIDTH,
+            height: DEFAULT_HEIGHT,
+            fps: DEFAULT_FPS,
+            fail_after: None,
+            down_ms: 2_000,
+        };
+        let mode = match kind_str {
+            "test" => args,
+            "v4l" => {
+                let (dev, mode) = args.split_once(':').unwrap_or((args, ""));
+                let index = dev
+                    .strip_prefix("/dev/video")
+                    .unwrap_or(dev)
+                    .parse::<u32>()
+                    .map_err(|_| anyhow::anyhow!("device {dev:?}: expected /dev/videoN or N"))?;
+                spec.kind = Kind::V4l { index };
+                mode
+            }
+            "" => bail!("empty source; expected test[:WxH@FPS] or v4l:/dev/videoN"),
+            other => bail!("unknown camera kind {other:?}; expected test or v4l"),
+        };
+        if !mode.is_empty() {
+            let (size, fps) = mode.split_once('@').map_or((mode, None), |(s, f)| (s, Some(f)));
+            if !size.is_empty() {
+                let (w, h) = size
+                    .split_once('x')
+                    .with_context(|| format!("size {size:?}: expected WIDTHxHEIGHT"))?;
+                spec.width = w.parse().with_context(|| format!("bad width {w:?}"))?;
+                spec.height = h.parse().with_context(|| format!("bad height {h:?}"))?;
+            }
+            if let Some(f) = fps {
+                spec.fps = f.parse().with_context(|| format!("bad frame rate {f:?}"))?;
+            }
+        }
+        for opt in parts {
+            let (k, v) = opt.split_once('=').with_context(|| format!("option {opt:?}: expected KEY=VALUE"))?;
+            match k {
+                "fail-after" => spec.fail_after = Some(v.parse().with_context(|| format!("bad fail-after {v:?}"))?),
+                "down-ms" => spec.down_ms = v.parse().with_context(|| format!("bad down-ms {v:?}"))?,
+                _ => bail!("unknown option {k:?}; known: fail-after, down-ms"),
+            }
+        }
+        ensure!(
+            (16..=4096).contains(&spec.width) && (16..=4096).contains(&spec.height),
+            "size {}x{} out of range (16..4096 each way)",
+            spec.width,
+            spec.height
+        );
+        ensure!(
+            spec.fps.is_finite() && (0.1..=120.0).contains(&spec.fps),
+            "frame rate {} out of range (0.1..120)",
+            spec.fps
+        );
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sources() {
+        let s = CameraSpec::parse_named("front=test:1280x720@15").unwrap();
+        assert_eq!((s.kind, s.width, s.height, s.fps), (Kind::Test, 1280, 720, 15.0));
+        let s = CameraSpec::parse("t", "test").unwrap();
+        assert_eq!((s.width, s.height, s.fps), (640, 480, 30.0));
+        let s = CameraSpec::parse("t", "test:@5,fail-after=10,down-ms=300").unwrap();
+        assert_eq!((s.fps, s.fail_after, s.down_ms), (5.0, Some(10), 300));
+        let s = CameraSpec::parse("w", "v4l:/dev/video2:320x240").unwrap();
+        assert_eq!((s.kind, s.width), (Kind::V4l { index: 2 }, 320));
+        assert_eq!(CameraSpec::parse("w", "v4l:0").unwrap().kind, Kind::V4l { index: 0 });
+    }
+
+    #[test]
+    fn rejects_bad_specs_with_reasons() {
+        for (bad, why) in [
+            ("nameless", "NAME=SOURCE"),
+            ("a b=test", "camera name"),
+            ("x=rtsp://cam", "unknown camera kind"),
+            ("x=test:640x", "bad height"),
+            ("x=test:0x480", "out of range"),
+            ("x=test:@0", "out of range"),
+            ("x=test:@fast", "bad frame rate"),
+            ("x=v4l:/dev/sda", "expected /dev/videoN"),
+            ("x=test,colour=red", "unknown option"),
+        ] {
+            let err = format!("{:#}", CameraSpec::parse_named(bad).unwrap_err());
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Handler components built into the binary (compiled by `build.rs`).
+
+/// The MJPEG / snapshot / state handler.
+pub const MJPEG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/framewire_mjpeg.wasm"));
+
+/// A built-in component by name.
+pub fn builtin(name: &str) -> Option<&'static [u8]> {
+    match name {
+        "mjpeg" => Some(MJPEG),
+        _ => None,
+    }
+}

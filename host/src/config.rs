@@ -1,0 +1,253 @@
+//! Command line and config file, merged into one `Config`.
+//! Precedence: command line, then `--config` file, then defaults.
+
+use crate::camera::spec::CameraSpec;
+use anyhow::{Context, Result, bail, ensure};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(name = "framewire", version, about = "Cameras and media to the browser; every HTTP handler a sandboxed wasm component")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve cameras and media over HTTP.
+    Serve(ServeArgs),
+    /// List the camera sources this machine offers.
+    Cameras,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Folder served under /media/ [default: the sample folder in the repo].
+    #[arg(long, value_name = "DIR")]
+    pub media: Option<PathBuf>,
+    /// A camera, NAME=SOURCE: `test[:WxH[@FPS]]` or `v4l:/dev/videoN[:WxH[@FPS]]`.
+    /// Repeat for more cameras [default: test=test:640x480@30].
+    #[arg(long = "camera", value_name = "NAME=SOURCE")]
+    pub cameras: Vec<String>,
+    /// Serve route NAME with a component file instead of the built-in one,
+    /// NAME=FILE.wasm (routes: mjpeg).
+    #[arg(long = "route", value_name = "NAME=FILE")]
+    pub routes: Vec<String>,
+    /// TOML config file (see README).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The config file's shape.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    media: Option<PathBuf>,
+    /// `["NAME=SOURCE", ...]`, as on the command line.
+    cameras: Option<Vec<String>>,
+    #[serde(default)]
+    routes: BTreeMap<String, FileRoute>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileRoute {
+    /// A `.wasm` file, or `builtin:NAME`.
+    component: Option<String>,
+    /// Path prefixes the route serves; needed for new routes.
+    paths: Option<Vec<String>>,
+}
+
+/// Where a route's component comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ComponentSource {
+    Builtin(String),
+    File(PathBuf),
+}
+
+impl ComponentSource {
+    fn parse(s: &str, base: &Path) -> Self {
+        match s.strip_prefix("builtin:") {
+            Some(name) => ComponentSource::Builtin(name.to_string()),
+            None => ComponentSource::File(base.join(s)),
+        }
+    }
+}
+
+impl std::fmt::Display for ComponentSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ComponentSource::Builtin(n) => write!(f, "builtin:{n}"),
+            ComponentSource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    pub paths: Vec<String>,
+    pub component: ComponentSource,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub media: PathBuf,
+    pub cameras: Vec<CameraSpec>,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// The routes every framewire serves unless told otherwise.
+pub fn default_routes() -> Vec<RouteConfig> {
+    vec![RouteConfig {
+        name: "mjpeg".into(),
+        paths: ["/stream", "/snapshot", "/cameras/", "/api/state"].map(String::from).to_vec(),
+        component: ComponentSource::Builtin("mjpeg".into()),
+    }]
+}
+
+pub fn default_media() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../media"))
+}
+
+impl Config {
+    pub fn from_args(args: &ServeArgs) -> Result<Config> {
+        let (file, base) = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+                let file: FileConfig =
+                    toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+                (file, path.parent().map(Path::to_path_buf).unwrap_or_default())
+            }
+            None => (FileConfig::default(), PathBuf::new()),
+        };
+
+        let camera_strs = if !args.cameras.is_empty() {
+            args.cameras.clone()
+        } else {
+            file.cameras.unwrap_or_else(|| vec!["test=test:640x480@30".into()])
+        };
+        let mut cameras = Vec::new();
+        for c in &camera_strs {
+            let spec = CameraSpec::parse_named(c)?;
+            ensure!(!cameras.iter().any(|o: &CameraSpec| o.name == spec.name), "camera {:?} is configured twice", spec.name);
+            cameras.push(spec);
+        }
+
+        let mut routes = default_routes();
+        for (name, r) in file.routes {
+            let existing = routes.iter().position(|x| x.name == name);
+            let route = match existing {
+                Some(i) => &mut routes[i],
+                None => {
+                    let Some(paths) = &r.paths else {
+                        bail!("route {name:?} in config: a new route needs `paths`")
+                    };
+                    let Some(component) = &r.component else {
+                        bail!("route {name:?} in config: a new route needs `component`")
+                    };
+                    routes.push(RouteConfig {
+                        name: name.clone(),
+                        paths: paths.clone(),
+                        component: ComponentSource::parse(component, &base),
+                    });
+                    continue;
+                }
+            };
+            if let Some(c) = &r.component {
+                route.component = ComponentSource::parse(c, &base);
+            }
+            if let Some(p) = r.paths {
+                route.paths = p;
+            }
+        }
+        for r in &args.routes {
+            let (name, file) = r.split_once('=').with_context(|| format!("--route {r:?}: expected NAME=FILE"))?;
+            let Some(route) = routes.iter_mut().find(|x| x.name == name) else {
+                let known: Vec<_> = routes.iter().map(|x| x.name.as_str()).collect();
+                bail!("--route {r:?}: no route named {name:?} (routes: {})", known.join(", "));
+            };
+            route.component = ComponentSource::parse(file, Path::new(""));
+        }
+        for r in &routes {
+            ensure!(!r.paths.is_empty(), "route {:?} has no paths", r.name);
+            for p in &r.paths {
+                ensure!(p.starts_with('/'), "route {:?}: path {p:?} must start with '/'", r.name);
+            }
+        }
+
+        let media = args.media.clone().or(file.media.map(|m| base.join(m))).unwrap_or_else(default_media);
+        Ok(Config {
+            listen: args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".parse().unwrap()),
+            media,
+            cameras,
+            routes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_args(&ServeArgs::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.cameras.len(), 1);
+        assert_eq!(c.cameras[0].name, "test");
+        assert_eq!(c.routes[0].component, ComponentSource::Builtin("mjpeg".into()));
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let f = write(
+            "listen = \"127.0.0.1:9000\"\ncameras = [\"a=test:320x240@10\", \"b=test\"]\n\
+             [routes.mjpeg]\ncomponent = \"m.wasm\"\n[routes.extra]\npaths = [\"/x\"]\ncomponent = \"x.wasm\"\n",
+        );
+        let args = ServeArgs { config: Some(f.path().to_path_buf()), ..Default::default() };
+        let c = Config::from_args(&args).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.cameras.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(c.routes[0].component, ComponentSource::File(f.path().parent().unwrap().join("m.wasm")));
+        assert_eq!(c.routes[1].paths, ["/x"]);
+
+        let args = ServeArgs { cameras: vec!["z=test".into()], config: Some(f.path().to_path_buf()), ..Default::default() };
+        assert_eq!(Config::from_args(&args).unwrap().cameras[0].name, "z");
+    }
+
+    #[test]
+    fn bad_configs_say_why() {
+        for (text, why) in [
+            ("listen = 5", "invalid config"),
+            ("colour = \"red\"", "unknown field"),
+            ("cameras = [\"a=test\", \"a=test\"]", "configured twice"),
+            ("[routes.new]\ncomponent = \"x.wasm\"", "needs `paths`"),
+            ("[routes.mjpeg]\npaths = [\"nope\"]", "must start with '/'"),
+        ] {
+            let f = write(text);
+            let args = ServeArgs { config: Some(f.path().to_path_buf()), ..Default::default() };
+            let err = format!("{:#}", Config::from_args(&args).unwrap_err());
+            assert!(err.contains(why), "{text}: {err}");
+        }
+        let args = ServeArgs { routes: vec!["nope=x.wasm".into()], ..Default::default() };
+        assert!(format!("{:#}", Config::from_args(&args).unwrap_err()).contains("no route named"));
+        let args = ServeArgs { config: Some("/nonexistent/framewire.toml".into()), ..Default::default() };
+        assert!(format!("{:#}", Config::from_args(&args).unwrap_err()).contains("cannot read config"));
+    }
+}

@@ -1,0 +1,215 @@
+//! Published frames and the per-camera bus that carries them to clients.
+//!
+//! Each camera owns one `watch` channel holding its newest frame. Capture
+//! replaces the value; readers always see the newest frame and never queue:
+//! a slow reader skips frames instead of holding memory or the camera back.
+
+use bytes::Bytes;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// One JPEG frame, encoded once and shared by every reader.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub sequence: u64,
+    pub width: u32,
+    pub height: u32,
+    /// Capture time, microseconds since the Unix epoch.
+    pub captured_at_us: u64,
+    pub jpeg: Bytes,
+    /// True for the host's "no signal" placeholder.
+    pub no_signal: bool,
+}
+
+pub fn unix_micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+/// What a camera is doing; mirrors the WIT `status` enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Starting,
+    Live,
+    NoSignal,
+    Failed,
+}
+
+/// Counters and health of one camera, updated by its capture thread.
+#[derive(Debug)]
+pub struct Stats {
+    pub frames_captured: AtomicU64,
+    pub frames_encoded: AtomicU64,
+    pub clients: AtomicU32,
+    measured_fps_bits: AtomicU32,
+    size: AtomicU64,
+    health: Mutex<(Status, Option<String>)>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            frames_captured: AtomicU64::new(0),
+            frames_encoded: AtomicU64::new(0),
+            clients: AtomicU32::new(0),
+            measured_fps_bits: AtomicU32::new(0),
+            size: AtomicU64::new(0),
+            health: Mutex::new((Status::Starting, None)),
+        }
+    }
+}
+
+impl Stats {
+    pub fn measured_fps(&self) -> f32 {
+        f32::from_bits(self.measured_fps_bits.load(Ordering::Relaxed))
+    }
+    pub fn set_measured_fps(&self, fps: f32) {
+        self.measured_fps_bits.store(fps.to_bits(), Ordering::Relaxed);
+    }
+    /// Frame size the source delivers (it may differ from the size asked for).
+    pub fn size(&self) -> (u32, u32) {
+        let v = self.size.load(Ordering::Relaxed);
+        ((v >> 32) as u32, v as u32)
+    }
+    pub fn set_size(&self, (w, h): (u32, u32)) {
+        self.size.store(((w as u64) << 32) | h as u64, Ordering::Relaxed);
+    }
+    pub fn health(&self) -> (Status, Option<String>) {
+        self.health.lock().unwrap().clone()
+    }
+    pub fn set_health(&self, status: Status, error: Option<String>) {
+        *self.health.lock().unwrap() = (status, error);
+    }
+}
+
+/// A camera as the HTTP side sees it: a name, its frames and its stats.
+#[derive(Debug)]
+pub struct Feed {
+    pub name: String,
+    pub spec: String,
+    pub target_fps: f32,
+    pub stats: Stats,
+    tx: watch::Sender<Option<Arc<Frame>>>,
+}
+
+impl Feed {
+    pub fn new(name: &str, spec: &str, (width, height): (u32, u32), target_fps: f32) -> Arc<Self> {
+        let stats = Stats::default();
+        stats.set_size((width, height));
+        Arc::new(Feed {
+            name: name.to_string(),
+            spec: spec.to_string(),
+            target_fps,
+            stats,
+            tx: watch::Sender::new(None),
+        })
+    }
+
+    /// Make `jpeg` the newest frame; returns its sequence number.
+    pub fn publish(&self, jpeg: Bytes, (width, height): (u32, u32), captured: SystemTime, no_signal: bool) -> u64 {
+        let sequence = self.tx.borrow().as_ref().map_or(1, |f| f.sequence + 1);
+        self.tx.send_replace(Some(Arc::new(Frame {
+            sequence,
+            width,
+            height,
+            captured_at_us: unix_micros(captured),
+            jpeg,
+            no_signal,
+        })));
+        sequence
+    }
+
+    pub fn latest(&self) -> Option<Arc<Frame>> {
+        self.tx.borrow().clone()
+    }
+
+    /// A new reader; counts as a client until dropped.
+    pub fn subscribe(self: &Arc<Self>) -> Subscriber {
+        self.stats.clients.fetch_add(1, Ordering::Relaxed);
+        Subscriber { rx: self.tx.subscribe(), last: 0, feed: self.clone() }
+    }
+}
+
+/// One client's view of a feed.
+#[derive(Debug)]
+pub struct Subscriber {
+    rx: watch::Receiver<Option<Arc<Frame>>>,
+    last: u64,
+    feed: Arc<Feed>,
+}
+
+impl Subscriber {
+    /// The newest frame after the last one returned (the current frame on
+    /// the first call), or `None` if none comes within `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<Arc<Frame>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(f) = self.rx.borrow_and_update().as_ref()
+                && f.sequence > self.last
+            {
+                self.last = f.sequence;
+                return Some(f.clone());
+            }
+            match tokio::time::timeout_at(deadline, self.rx.changed()).await {
+                Ok(Ok(())) => continue,
+                // Timed out, or the camera is gone for good.
+                _ => return None,
+            }
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.feed.stats.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// All configured cameras, in configuration order.
+#[derive(Debug, Default)]
+pub struct Feeds {
+    list: Vec<Arc<Feed>>,
+}
+
+impl Feeds {
+    pub fn new(list: Vec<Arc<Feed>>) -> Self {
+        Feeds { list }
+    }
+    pub fn get(&self, name: &str) -> Option<&Arc<Feed>> {
+        self.list.iter().find(|f| f.name == name)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Feed>> {
+        self.list.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readers_skip_to_newest_and_count_as_clients() {
+        let feed = Feed::new("t", "test", (2, 2), 30.0);
+        let mut sub = feed.subscribe();
+        assert_eq!(feed.stats.clients.load(Ordering::Relaxed), 1);
+        assert!(sub.next(Duration::from_millis(10)).await.is_none(), "no frame yet");
+        for i in 0..5u8 {
+            feed.publish(Bytes::from(vec![i]), (2, 2), SystemTime::now(), false);
+        }
+        let f = sub.next(Duration::from_millis(10)).await.unwrap();
+        assert_eq!((f.sequence, &f.jpeg[..]), (5, &[4u8][..]), "newest frame, older ones skipped");
+        assert!(sub.next(Duration::from_millis(10)).await.is_none(), "nothing newer");
+        drop(sub);
+        assert_eq!(feed.stats.clients.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn first_next_returns_current_frame() {
+        let feed = Feed::new("t", "test", (2, 2), 30.0);
+        feed.publish(Bytes::from_static(b"x"), (2, 2), SystemTime::now(), false);
+        let mut sub = feed.subscribe();
+        assert_eq!(sub.next(Duration::ZERO).await.unwrap().sequence, 1);
+    }
+}

@@ -1,0 +1,174 @@
+//! The host side of our WIT (`wit/camera.wit`): what components see of the
+//! cameras and of the host.
+
+use crate::frames::{Frame, Status, Subscriber};
+use crate::runtime::Ctx;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::Resource;
+use wasmtime_wasi_io::streams::{DynInputStream, InputStream, StreamError, StreamResult};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "framewire:camera/camera-guest",
+    imports: {
+        "framewire:camera/frames.[method]subscription.next": async | trappable,
+        default: trappable,
+    },
+    with: {
+        "wasi:io": wasmtime_wasi_io::bindings::wasi::io,
+        "framewire:camera/frames.frame": crate::guest::FrameHandle,
+        "framewire:camera/frames.subscription": crate::frames::Subscriber,
+    },
+});
+
+use self::framewire::camera::{frames, host};
+
+/// A component's handle on one shared frame.
+pub struct FrameHandle(pub Arc<Frame>);
+
+/// The frame's JPEG as an input-stream: each read hands out a slice of the
+/// shared buffer (a refcount, not a copy), which splice passes on as is.
+struct FrameBody(Bytes);
+
+impl InputStream for FrameBody {
+    fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+        if self.0.is_empty() {
+            return Err(StreamError::Closed);
+        }
+        Ok(self.0.split_to(size.min(self.0.len())))
+    }
+}
+
+#[wasmtime_wasi_io::async_trait]
+impl wasmtime_wasi_io::poll::Pollable for FrameBody {
+    async fn ready(&mut self) {}
+}
+
+impl From<Status> for frames::Status {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Starting => frames::Status::Starting,
+            Status::Live => frames::Status::Live,
+            Status::NoSignal => frames::Status::NoSignal,
+            Status::Failed => frames::Status::Failed,
+        }
+    }
+}
+
+fn info(f: &Frame) -> frames::FrameInfo {
+    frames::FrameInfo {
+        sequence: f.sequence,
+        width: f.width,
+        height: f.height,
+        captured_at_us: f.captured_at_us,
+        size: f.jpeg.len() as u32,
+        no_signal: f.no_signal,
+    }
+}
+
+impl frames::Host for Ctx {
+    fn list_cameras(&mut self) -> wasmtime::Result<Vec<frames::CameraInfo>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        Ok(self
+            .host
+            .feeds
+            .iter()
+            .map(|f| {
+                let (status, last_error) = f.stats.health();
+                let (width, height) = f.stats.size();
+                frames::CameraInfo {
+                    name: f.name.clone(),
+                    spec: f.spec.clone(),
+                    width,
+                    height,
+                    target_fps: f.target_fps,
+                    measured_fps: f.stats.measured_fps(),
+                    status: status.into(),
+                    last_error,
+                    frames_captured: f.stats.frames_captured.load(Relaxed),
+                    frames_encoded: f.stats.frames_encoded.load(Relaxed),
+                    clients: f.stats.clients.load(Relaxed),
+                }
+            })
+            .collect())
+    }
+
+    fn latest(&mut self, camera: String) -> wasmtime::Result<Result<Resource<FrameHandle>, frames::Error>> {
+        let Some(feed) = self.host.feeds.get(&camera) else {
+            return Ok(Err(frames::Error::UnknownCamera(camera)));
+        };
+        match feed.latest() {
+            Some(f) => Ok(Ok(self.table.push(FrameHandle(f))?)),
+            None => Ok(Err(frames::Error::NoFrame)),
+        }
+    }
+
+    fn subscribe(&mut self, camera: String) -> wasmtime::Result<Result<Resource<Subscriber>, frames::Error>> {
+        let Some(feed) = self.host.feeds.get(&camera) else {
+            return Ok(Err(frames::Error::UnknownCamera(camera)));
+        };
+        let sub = feed.subscribe();
+        Ok(Ok(self.table.push(sub)?))
+    }
+}
+
+impl frames::HostFrame for Ctx {
+    fn info(&mut self, frame: Resource<FrameHandle>) -> wasmtime::Result<frames::FrameInfo> {
+        Ok(info(&self.table.get(&frame)?.0))
+    }
+
+    fn body(&mut self, frame: Resource<FrameHandle>) -> wasmtime::Result<Resource<DynInputStream>> {
+        let bytes = self.table.get(&frame)?.0.jpeg.clone();
+        let stream: DynInputStream = Box::new(FrameBody(bytes));
+        Ok(self.table.push(stream)?)
+    }
+
+    fn drop(&mut self, frame: Resource<FrameHandle>) -> wasmtime::Result<()> {
+        self.table.delete(frame)?;
+        Ok(())
+    }
+}
+
+impl frames::HostSubscription for Ctx {
+    async fn next(
+        &mut self,
+        sub: Resource<Subscriber>,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Option<Resource<FrameHandle>>> {
+        let frame = self.table.get_mut(&sub)?.next(Duration::from_millis(timeout_ms.into())).await;
+        Ok(match frame {
+            Some(f) => Some(self.table.push(FrameHandle(f))?),
+            None => None,
+        })
+    }
+
+    fn drop(&mut self, sub: Resource<Subscriber>) -> wasmtime::Result<()> {
+        self.table.delete(sub)?;
+        Ok(())
+    }
+}
+
+impl host::Host for Ctx {
+    fn components(&mut self) -> wasmtime::Result<Vec<host::ComponentInfo>> {
+        Ok(self.host.components())
+    }
+
+    fn uptime_ms(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.host.started.elapsed().as_millis() as u64)
+    }
+
+    fn version(&mut self) -> wasmtime::Result<String> {
+        Ok(env!("CARGO_PKG_VERSION").to_string())
+    }
+}
+
+pub use self::framewire::camera::host::ComponentInfo;
+
+/// Add our WIT interfaces (not wasi:io, which wasmtime-wasi provides) to a linker.
+pub fn add_to_linker(linker: &mut wasmtime::component::Linker<Ctx>) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    frames::add_to_linker::<Ctx, HasSelf<Ctx>>(linker, |c| c)?;
+    host::add_to_linker::<Ctx, HasSelf<Ctx>>(linker, |c| c)
+}

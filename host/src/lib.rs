@@ -1,0 +1,18 @@
+//! framewire: cameras and media to the browser, every HTTP handler a
+//! sandboxed wasm component.
+//!
+//! capture (`camera`) → encode once (`encode`) → publish (`frames`) →
+//! components read frames through our WIT (`guest`) → HTTP (`server`).
+
+pub mod camera;
+pub mod components;
+pub mod config;
+pub mod encode;
+pub mod frames;
+pub mod guest;
+pub mod routes;
+pub mod runtime;
+pub mod server;
+
+pub use config::Config;
+pub use server::Server;

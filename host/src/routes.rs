@@ -1,0 +1,64 @@
+//! The route table: path prefixes to the component serving them.
+
+use crate::components;
+use crate::config::{ComponentSource, RouteConfig};
+use crate::runtime::{Loaded, Runtime};
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+
+pub struct Route {
+    pub name: String,
+    pub paths: Vec<String>,
+    pub source: ComponentSource,
+    /// Swappable so a new version can take over without a restart.
+    pub current: ArcSwap<Loaded>,
+}
+
+pub struct Routes {
+    list: Vec<Route>,
+}
+
+/// Read a component's bytes from where the config says.
+pub fn read_component(source: &ComponentSource) -> Result<Vec<u8>> {
+    match source {
+        ComponentSource::Builtin(name) => components::builtin(name)
+            .map(<[u8]>::to_vec)
+            .with_context(|| format!("no built-in component named {name:?}")),
+        ComponentSource::File(path) => {
+            std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))
+        }
+    }
+}
+
+impl Routes {
+    pub fn load(runtime: &Runtime, configs: &[RouteConfig]) -> Result<Routes> {
+        let mut list = Vec::new();
+        for rc in configs {
+            let bytes = read_component(&rc.component).with_context(|| format!("route {}", rc.name))?;
+            let loaded = runtime
+                .load(&rc.component.to_string(), &bytes)
+                .with_context(|| format!("route {}", rc.name))?;
+            tracing::info!(route = %rc.name, source = %loaded.source, sha256 = %loaded.sha256, "component loaded");
+            list.push(Route {
+                name: rc.name.clone(),
+                paths: rc.paths.clone(),
+                source: rc.component.clone(),
+                current: ArcSwap::from_pointee(loaded),
+            });
+        }
+        let routes = Routes { list };
+        runtime.host.set_components(routes.infos());
+        Ok(routes)
+    }
+
+    /// The route most specifically covering `path`.
+    pub fn find(&self, path: &str) -> Option<&Route> {
+        let pairs: Vec<(&Route, &str)> =
+            self.list.iter().flat_map(|r| r.paths.iter().map(move |p| (r, p.as_str()))).collect();
+        framewire_core::routes::best_match(pairs.iter().map(|(_, p)| *p), path).map(|i| pairs[i].0)
+    }
+
+    pub fn infos(&self) -> Vec<crate::guest::ComponentInfo> {
+        self.list.iter().map(|r| r.current.load().info(&r.name)).collect()
+    }
+}

@@ -1,0 +1,181 @@
+//! The wasm side of the host: one Engine, components compiled once and
+//! pre-instantiated, and a fresh Store + instance for every request.
+
+use crate::frames::Feeds;
+use crate::guest::{self, ComponentInfo};
+use anyhow::{Context, Result, anyhow};
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// What every instance may ask the host about.
+pub struct HostInfo {
+    pub feeds: Arc<Feeds>,
+    pub started: Instant,
+    components: RwLock<Vec<ComponentInfo>>,
+}
+
+impl HostInfo {
+    pub fn new(feeds: Arc<Feeds>) -> Arc<Self> {
+        Arc::new(HostInfo { feeds, started: Instant::now(), components: RwLock::default() })
+    }
+    pub fn components(&self) -> Vec<ComponentInfo> {
+        self.components.read().unwrap().clone()
+    }
+    pub fn set_components(&self, list: Vec<ComponentInfo>) {
+        *self.components.write().unwrap() = list;
+    }
+}
+
+/// Per-request store data.
+pub struct Ctx {
+    pub table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: NoOutgoing,
+    pub host: Arc<HostInfo>,
+}
+
+/// Handlers answer requests; they may not make outgoing ones.
+struct NoOutgoing;
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<wasmtime_wasi_http::WasiBody>,
+    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+)>;
+
+impl wasmtime_wasi_http::WasiHttpHooks for NoOutgoing {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+impl WasiView for Ctx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for Ctx {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+/// A compiled, pre-instantiated handler component.
+pub struct Loaded {
+    pub pre: ProxyPre<Ctx>,
+    /// `builtin:NAME` or the file it came from.
+    pub source: String,
+    pub sha256: String,
+    pub loaded_at: SystemTime,
+}
+
+impl Loaded {
+    pub fn info(&self, route: &str) -> ComponentInfo {
+        ComponentInfo {
+            route: route.to_string(),
+            source: self.source.clone(),
+            sha256: self.sha256.clone(),
+            loaded_at_ms: self.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+        }
+    }
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<Ctx>,
+    pub host: Arc<HostInfo>,
+}
+
+impl Runtime {
+    pub fn new(host: Arc<HostInfo>) -> Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        guest::add_to_linker(&mut linker)?;
+        Ok(Runtime { engine, linker, host })
+    }
+
+    /// Compile a component and check that it is a handler whose imports we
+    /// can satisfy.
+    pub fn load(&self, source: &str, bytes: &[u8]) -> Result<Loaded> {
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| anyhow!("{source}: not a valid wasm component: {e:#}"))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow!("{source}: imports something framewire does not provide: {e:#}"))?;
+        let pre = ProxyPre::new(pre)
+            .map_err(|e| anyhow!("{source}: does not export wasi:http/incoming-handler@0.2: {e:#}"))?;
+        Ok(Loaded {
+            pre,
+            source: source.to_string(),
+            sha256: hex(&Sha256::digest(bytes)),
+            loaded_at: SystemTime::now(),
+        })
+    }
+
+    /// Run one request through a new instance of `component`. Returns once
+    /// the component has sent its response head; the body streams on.
+    pub async fn handle<B>(&self, component: Arc<Loaded>, req: hyper::Request<B>) -> Result<hyper::Response<HyperOutgoingBody>>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let ctx = Ctx {
+            table: ResourceTable::new(),
+            wasi: WasiCtx::builder().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            hooks: NoOutgoing,
+            host: self.host.clone(),
+        };
+        let mut store = Store::new(&self.engine, ctx);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+        let out = store.data_mut().http().new_response_outparam(tx)?;
+        let source = component.source.clone();
+        let task = tokio::spawn(async move {
+            let proxy = component.pre.instantiate_async(&mut store).await?;
+            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+        });
+        match rx.await {
+            Ok(Ok(resp)) => {
+                // The instance lives on in its task while the body streams;
+                // report how it ends.
+                tokio::spawn(async move {
+                    if let Ok(Err(e)) = task.await {
+                        tracing::warn!(component = %source, "handler failed after responding: {e:#}");
+                    }
+                });
+                Ok(resp)
+            }
+            Ok(Err(code)) => Err(anyhow!("{source} answered with error {code:?}")),
+            Err(_) => match task.await {
+                Ok(Ok(())) => Err(anyhow!("{source} returned without sending a response")),
+                Ok(Err(e)) => Err(anyhow!("{source} failed: {e:#}")),
+                Err(e) => Err(anyhow!("{source} panicked: {e}")),
+            },
+        }
+        .context("handler error")
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,119 @@
+//! HTTP: accept connections, route each request to a fresh instance of
+//! its component.
+
+use crate::camera::Cameras;
+use crate::config::Config;
+use crate::routes::Routes;
+use crate::runtime::{HostInfo, Runtime};
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// Everything a running framewire owns.
+pub struct App {
+    pub runtime: Runtime,
+    pub routes: Routes,
+    pub cameras: Cameras,
+}
+
+impl App {
+    pub fn new(config: &Config) -> Result<Arc<App>> {
+        let cameras = Cameras::start(&config.cameras)?;
+        let runtime = Runtime::new(HostInfo::new(cameras.feeds.clone()))?;
+        let routes = Routes::load(&runtime, &config.routes)?;
+        Ok(Arc::new(App { runtime, routes, cameras }))
+    }
+
+    async fn handle(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<HyperOutgoingBody> {
+        let path = req.uri().path().to_string();
+        let Some(route) = self.routes.find(&path) else {
+            return json_response(404, &format!("no route for {path}"));
+        };
+        match self.runtime.handle(route.current.load_full(), req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::error!(route = %route.name, %path, "{e:#}");
+                json_response(500, "the handler failed; see the server log")
+            }
+        }
+    }
+}
+
+fn json_response(status: u16, message: &str) -> hyper::Response<HyperOutgoingBody> {
+    let body = format!("{}\n", serde_json::json!({ "error": message }));
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed_unsync())
+        .expect("static response parts are valid")
+}
+
+/// A server accepting connections in the background.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Build the app and start serving on `config.listen` (port 0 picks one).
+    pub async fn start(config: &Config) -> Result<Server> {
+        let app = App::new(config)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(accept_loop(listener, app.clone()));
+        Ok(Server { addr, app, task })
+    }
+
+    /// Serve until the task is stopped.
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, app: Arc<App>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, std::convert::Infallible>(app.handle(req).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+}
