@@ -1,1 +1,162 @@
+//! Helpers for framewire's tests: start a real host on an ephemeral port,
+//! talk to it over real sockets, read MJPEG with a strict parser.
 
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use framewire::config::{Config, ServeArgs};
+use framewire_core::mjpeg::{Parser, Part};
+use http_body_util::{BodyExt, Empty};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Start framewire in this process with the given cameras (`NAME=SOURCE`).
+pub async fn start(cameras: &[&str]) -> Result<framewire::Server> {
+    start_with(ServeArgs { cameras: cameras.iter().map(|s| s.to_string()).collect(), ..Default::default() }).await
+}
+
+pub async fn start_with(mut args: ServeArgs) -> Result<framewire::Server> {
+    args.listen.get_or_insert("127.0.0.1:0".parse()?);
+    let config = Config::from_args(&args)?;
+    framewire::Server::start(&config).await
+}
+
+/// A response read completely.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>> {
+    let stream = TcpStream::connect(addr).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+fn request(method: &str, addr: SocketAddr, path: &str) -> Result<hyper::Request<Empty<Bytes>>> {
+    Ok(hyper::Request::builder().method(method).uri(path).header("host", addr.to_string()).body(Empty::new())?)
+}
+
+/// One request on a fresh connection, body read to the end (10 s limit).
+pub async fn fetch(addr: SocketAddr, method: &str, path: &str) -> Result<Reply> {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut sender = connect(addr).await?;
+        let resp = sender.send_request(request(method, addr, path)?).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
+    })
+    .await
+    .context("request timed out")?
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> Result<Reply> {
+    fetch(addr, "GET", path).await
+}
+
+/// `/api/state` as JSON.
+pub async fn state(addr: SocketAddr) -> Result<serde_json::Value> {
+    let r = get(addr, "/api/state").await?;
+    anyhow::ensure!(r.status == 200, "state answered {}", r.status);
+    Ok(r.json())
+}
+
+/// The named camera's entry in `/api/state`.
+pub async fn camera_state(addr: SocketAddr, name: &str) -> Result<serde_json::Value> {
+    let s = state(addr).await?;
+    s["cameras"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name).cloned())
+        .with_context(|| format!("camera {name} not in state: {s}"))
+}
+
+/// Poll `cond` on the camera's state until it holds or `limit` passes.
+pub async fn wait_for_camera<F>(addr: SocketAddr, name: &str, limit: Duration, cond: F) -> Result<serde_json::Value>
+where
+    F: Fn(&serde_json::Value) -> bool,
+{
+    let start = Instant::now();
+    loop {
+        let c = camera_state(addr, name).await?;
+        if cond(&c) {
+            return Ok(c);
+        }
+        if start.elapsed() > limit {
+            bail!("camera state never matched within {limit:?}: {c}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A frame received from an MJPEG stream.
+#[derive(Debug)]
+pub struct Received {
+    pub part: Part,
+    pub at: Instant,
+    pub sequence: u64,
+}
+
+/// Read an MJPEG stream for `duration`, checking its framing strictly.
+pub async fn read_stream(addr: SocketAddr, path: &str, duration: Duration) -> Result<(Reply, Vec<Received>)> {
+    let mut sender = connect(addr).await?;
+    let resp = sender.send_request(request("GET", addr, path)?).await?;
+    let (parts, mut body) = resp.into_parts();
+    let head = Reply { status: parts.status.as_u16(), headers: parts.headers, body: Bytes::new() };
+    if head.status != 200 {
+        return Ok((head, Vec::new()));
+    }
+    let mut parser = Parser::from_content_type(head.header("content-type").unwrap_or(""))?;
+    let mut frames = Vec::new();
+    let deadline = tokio::time::Instant::now() + duration;
+    while let Ok(next) = tokio::time::timeout_at(deadline, body.frame()).await {
+        let Some(frame) = next else { bail!("stream ended early") };
+        let Ok(data) = frame?.into_data() else { continue };
+        for part in parser.feed(&data)? {
+            let sequence = part
+                .header("x-frame-sequence")
+                .and_then(|s| s.parse().ok())
+                .context("part without X-Frame-Sequence")?;
+            frames.push(Received { part, at: Instant::now(), sequence });
+        }
+    }
+    Ok((head, frames))
+}
+
+/// Decode a JPEG fully; returns (width, height).
+pub fn decode_jpeg(data: &[u8]) -> Result<(usize, usize)> {
+    let mut d = zune_jpeg::JpegDecoder::new(data);
+    let pixels = d.decode().map_err(|e| anyhow::anyhow!("JPEG does not decode: {e:?}"))?;
+    let (w, h) = d.dimensions().context("no dimensions")?;
+    anyhow::ensure!(pixels.len() >= w * h, "short pixel buffer");
+    Ok((w, h))
+}
+
+/// Send raw bytes and return whatever the server answers before closing
+/// (or within 5 s).
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> Result<String> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(request).await?;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Resident set size of this process, in bytes.
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}

@@ -110,6 +110,12 @@ impl Body {
         self.check_open()
     }
 
+    /// End a HEAD response: the head carries GET's Content-Length, so the
+    /// body is left unwritten rather than finished short.
+    pub fn end_head(mut self) {
+        drop(self.stream.take());
+    }
+
     pub fn finish(mut self) {
         drop(self.stream.take());
         if let Err(e) = OutgoingBody::finish(self.body, None) {

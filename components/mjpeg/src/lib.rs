@@ -110,11 +110,12 @@ fn snapshot(frame: frames::Frame, out: ResponseOutparam, head: bool) {
     else {
         return;
     };
-    if !head {
-        if let Err(e) = body.splice_all(&frame.body(), info.size as u64) {
-            eprintln!("snapshot: client gone: {e}");
-            return;
-        }
+    if head {
+        return body.end_head();
+    }
+    if let Err(e) = body.splice_all(&frame.body(), info.size as u64) {
+        eprintln!("snapshot: client gone: {e}");
+        return;
     }
     body.finish();
 }
@@ -236,11 +237,12 @@ impl Reply {
         let data = std::mem::take(&mut reply.body);
         let reply = reply.header("content-length", &data.len().to_string());
         let Ok(mut body) = reply.start(out) else { return };
-        if !head {
-            if let Err(e) = body.write_all(&data) {
-                eprintln!("client gone: {e}");
-                return;
-            }
+        if head {
+            return body.end_head();
+        }
+        if let Err(e) = body.write_all(&data) {
+            eprintln!("client gone: {e}");
+            return;
         }
         body.finish();
     }

@@ -72,7 +72,7 @@ impl Cameras {
         for spec in specs {
             let feed = Feed::new(&spec.name, &spec.source, (spec.width, spec.height), spec.fps);
             let (tx, rx) = std::sync::mpsc::channel();
-            let runner = Runner { feed: feed.clone(), stop: stop.clone(), size: (spec.width, spec.height), fps: spec.fps };
+            let runner = Runner { feed: feed.clone(), stop: stop.clone(), size: (spec.width, spec.height) };
             let spec2 = spec.clone();
             // Sources are made on their own thread: device handles need not be Send.
             threads.push(
@@ -112,7 +112,7 @@ impl Drop for Cameras {
 }
 
 /// Longest wait between reopen attempts of a failed camera.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Rate of "no signal" frames while a camera is down.
 const NO_SIGNAL_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -120,7 +120,6 @@ struct Runner {
     feed: Arc<Feed>,
     stop: Arc<AtomicBool>,
     size: (u32, u32),
-    fps: f32,
 }
 
 impl Runner {
@@ -224,7 +223,7 @@ impl Runner {
     fn recover(&mut self, source: &mut dyn Source, status: Status) -> Option<(u32, u32)> {
         let (w, h) = self.size;
         let card = no_signal_card(&self.feed.name, w, h);
-        let mut backoff = Duration::from_millis(250).min(Duration::from_secs_f32(2.0 / self.fps));
+        let mut backoff = Duration::from_millis(100);
         let mut last_card: Option<Instant> = None;
         loop {
             let until = Instant::now() + backoff;

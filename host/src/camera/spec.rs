@@ -5,7 +5,7 @@
 //! - `v4l:DEVICE[:WxH[@FPS]]`: a V4L2 webcam, DEVICE being `/dev/videoN` or `N`.
 //!
 //! Options (for testing failure handling): `fail-after=N` makes the source
-//! fail after N frames; `down-ms=MS` keeps it failing that long.
+//! fail once after N frames; `down-ms=MS` keeps it from reopening that long.
 
 use anyhow::{Context, Result, bail, ensure};
 use framewire_core::routes::valid_camera_name;

@@ -1,0 +1,199 @@
+//! The built MJPEG component in isolation: wasmtime + wasi-http with a fake
+//! camera (frames published by the test), requests driven in memory with
+//! no network and no capture threads.
+
+use bytes::Bytes;
+use framewire::frames::{Feed, Feeds};
+use framewire::runtime::{HostInfo, Loaded, Runtime};
+use framewire_core::mjpeg::{self, Parser};
+use http_body_util::{BodyExt, Empty};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+struct Harness {
+    runtime: Runtime,
+    component: Arc<Loaded>,
+    feed: Arc<Feed>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let feed = Feed::new("fake", "fake:test", (4, 3), 30.0);
+        let other = Feed::new("empty", "fake:none", (4, 3), 30.0);
+        let runtime = Runtime::new(HostInfo::new(Arc::new(Feeds::new(vec![feed.clone(), other])))).unwrap();
+        let component = Arc::new(runtime.load("builtin:mjpeg", framewire::components::MJPEG).unwrap());
+        Harness { runtime, component, feed }
+    }
+
+    async fn request(&self, method: &str, uri: &str) -> hyper::Response<HyperOutgoingBody> {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://localhost{uri}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        self.runtime.handle(self.component.clone(), req).await.unwrap()
+    }
+
+    fn publish(&self, data: &'static [u8], at: SystemTime) -> u64 {
+        self.feed.publish(Bytes::from_static(data), (4, 3), at, false)
+    }
+}
+
+async fn body_bytes(resp: hyper::Response<HyperOutgoingBody>) -> Bytes {
+    tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect()).await.unwrap().unwrap().to_bytes()
+}
+
+async fn json(resp: hyper::Response<HyperOutgoingBody>) -> serde_json::Value {
+    serde_json::from_slice(&body_bytes(resp).await).unwrap()
+}
+
+/// Read parts until `n` have arrived (or 5 s pass).
+async fn parts(body: &mut HyperOutgoingBody, parser: &mut Parser, n: usize) -> Vec<mjpeg::Part> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while out.len() < n {
+        let frame = tokio::time::timeout_at(deadline, body.frame()).await.expect("parts in time").unwrap().unwrap();
+        if let Ok(data) = frame.into_data() {
+            out.extend(parser.feed(&data).unwrap());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_frames_parts_exactly() {
+    let h = Harness::new();
+    let t1 = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+    h.publish(b"\xff\xd8first\xff\xd9", t1);
+    let resp = h.request("GET", "/cameras/fake/stream").await;
+    assert_eq!(resp.status(), 200);
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert_eq!(ct, format!("multipart/x-mixed-replace; boundary={}", mjpeg::BOUNDARY));
+    let cc = resp.headers()["cache-control"].to_str().unwrap();
+    assert!(cc.contains("no-store") && cc.contains("no-cache"), "{cc}");
+    let mut body = resp.into_body();
+    let mut parser = Parser::from_content_type(&ct).unwrap();
+
+    let first = parts(&mut body, &mut parser, 1).await;
+    assert_eq!(first[0].body, b"\xff\xd8first\xff\xd9");
+    assert_eq!(first[0].header("content-type"), Some("image/jpeg"));
+    assert_eq!(first[0].header("content-length"), Some("9"));
+    assert_eq!(first[0].header("x-timestamp"), Some("1700000000.123456"));
+    assert_eq!(first[0].header("x-frame-sequence"), Some("1"));
+    // The next delimiter came with the frame: nothing is left half-parsed.
+    assert_eq!(parser.buffered(), 0, "boundary written right after the frame");
+
+    h.publish(b"second", SystemTime::now());
+    h.publish(b"third", SystemTime::now());
+    let more = parts(&mut body, &mut parser, 1).await;
+    assert!(more[0].body == b"second" || more[0].body == b"third");
+    if more[0].body == b"second" {
+        assert_eq!(parts(&mut body, &mut parser, 1).await[0].body, b"third");
+    }
+    assert_eq!(h.feed.stats.clients.load(Ordering::Relaxed), 1);
+
+    // The client goes away: the instance ends and the count drops.
+    drop(body);
+    let start = Instant::now();
+    while h.feed.stats.clients.load(Ordering::Relaxed) != 0 {
+        assert!(start.elapsed() < Duration::from_secs(3), "instance not released after disconnect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fps_cap_limits_a_clients_rate() {
+    let h = Harness::new();
+    h.publish(b"x", SystemTime::now());
+    let feed = h.feed.clone();
+    let publisher = tokio::spawn(async move {
+        for _ in 0..250 {
+            feed.publish(Bytes::from_static(b"frame"), (4, 3), SystemTime::now(), false);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let resp = h.request("GET", "/stream?fps=5").await;
+    let mut parser = Parser::from_content_type(resp.headers()["content-type"].to_str().unwrap()).unwrap();
+    let mut body = resp.into_body();
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < Duration::from_secs(2) {
+        if let Ok(Some(Ok(f))) = tokio::time::timeout(Duration::from_millis(50), body.frame()).await
+            && let Ok(d) = f.into_data()
+        {
+            n += parser.feed(&d).unwrap().len();
+        }
+    }
+    publisher.abort();
+    // 5 fps for 2 s from a ~100 fps source, plus the first frame at once.
+    assert!((9..=12).contains(&n), "got {n} parts in 2 s at fps=5");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_is_the_latest_frame() {
+    let h = Harness::new();
+    h.publish(b"old", SystemTime::now());
+    h.publish(b"newest-frame", SystemTime::now());
+    let resp = h.request("GET", "/snapshot").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/jpeg");
+    assert_eq!(resp.headers()["content-length"], "12");
+    assert_eq!(resp.headers()["x-frame-sequence"], "2");
+    assert_eq!(&body_bytes(resp).await[..], b"newest-frame");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_json_with_the_right_status() {
+    let h = Harness::new();
+    let r = h.request("GET", "/cameras/nope/stream").await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let j = json(r).await;
+    assert_eq!(j["error"], "unknown camera: nope");
+    assert_eq!(j["cameras"], serde_json::json!(["fake", "empty"]));
+
+    for q in ["fps=0", "fps=abc", "fps=1e9", "fps=%ff"] {
+        let r = h.request("GET", &format!("/stream?{q}")).await;
+        assert_eq!(r.status(), 400, "{q}");
+        assert!(json(r).await["error"].as_str().unwrap().len() > 5);
+    }
+    assert_eq!(h.request("GET", "/stream?t=123").await.status(), 200, "unknown parameters are ignored");
+
+    let r = h.request("GET", "/cameras/empty/snapshot").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+
+    assert_eq!(h.request("GET", "/elsewhere").await.status(), 404);
+    let r = h.request("DELETE", "/snapshot").await;
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_sends_headers_only() {
+    let h = Harness::new();
+    h.publish(b"abcdef", SystemTime::now());
+    let r = h.request("HEAD", "/snapshot").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], "6");
+    let r = h.request("HEAD", "/stream").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("multipart/x-mixed-replace"));
+    assert!(body_bytes(r).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_lists_cameras_and_components() {
+    let h = Harness::new();
+    h.publish(b"a", SystemTime::now());
+    h.runtime.host.set_components(vec![h.component.info("mjpeg")]);
+    let j = json(h.request("GET", "/api/state").await).await;
+    assert_eq!(j["cameras"][0]["name"], "fake");
+    assert_eq!(j["cameras"][0]["spec"], "fake:test");
+    assert_eq!(j["cameras"][1]["name"], "empty");
+    assert_eq!(j["cameras"][0]["status"], "starting");
+    assert_eq!(j["components"][0]["sha256"], h.component.sha256);
+    assert_eq!(j["version"], env!("CARGO_PKG_VERSION"));
+}
