@@ -32,7 +32,11 @@ impl App {
         Ok(Arc::new(App { runtime, routes, cameras }))
     }
 
-    async fn handle(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<HyperOutgoingBody> {
+    async fn handle(&self, mut req: hyper::Request<hyper::body::Incoming>, local: SocketAddr) -> hyper::Response<HyperOutgoingBody> {
+        // HTTP/1.0 clients may omit Host; wasi:http needs an authority.
+        if req.uri().authority().is_none() && !req.headers().contains_key(hyper::header::HOST) {
+            req.headers_mut().insert(hyper::header::HOST, local.to_string().parse().expect("socket address is a valid header"));
+        }
         let path = req.uri().path().to_string();
         let Some(route) = self.routes.find(&path) else {
             return json_response(404, &format!("no route for {path}"));
@@ -100,11 +104,12 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>) {
             }
         };
         let _ = stream.set_nodelay(true);
+        let Ok(local) = stream.local_addr() else { continue };
         let app = app.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let app = app.clone();
-                async move { Ok::<_, std::convert::Infallible>(app.handle(req).await) }
+                async move { Ok::<_, std::convert::Infallible>(app.handle(req, local).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -1,0 +1,60 @@
+//! The `framewire` binary: start-up output and clear errors for bad input.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn framewire(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_framewire")).args(args).output().unwrap()
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = framewire(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(err.contains(needle), "{args:?}: stderr lacks {needle:?}:\n{err}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    fails_with(&["serve", "--camera", "x=rtsp://nowhere"], "unknown camera kind");
+    fails_with(&["serve", "--camera", "x=test:99999x1"], "out of range");
+    fails_with(&["serve", "--camera", "justaname"], "NAME=SOURCE");
+    fails_with(&["serve", "--camera", "usb=v4l:/dev/video63", "--listen", "127.0.0.1:0"], "/dev/video63");
+    fails_with(&["serve", "--config", "/nonexistent.toml"], "cannot read config");
+    fails_with(&["serve", "--listen", "not-an-address"], "invalid value");
+    fails_with(&["serve", "--route", "mjpeg=/nonexistent.wasm", "--listen", "127.0.0.1:0"], "cannot read component");
+    fails_with(&["nonsense"], "unrecognized subcommand");
+}
+
+#[test]
+fn lists_cameras() {
+    let out = framewire(&["cameras"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("test"));
+}
+
+#[test]
+fn serve_prints_its_url_and_serves() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_framewire"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--camera", "t=test:160x120@10"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("framewire listening on ").unwrap_or_else(|| panic!("{line:?}")).to_string();
+    let addr = url.strip_prefix("http://").unwrap();
+    // A plain HTTP/1.0 request over a socket, no client library.
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(&mut s, b"GET /snapshot HTTP/1.0\r\n\r\n").unwrap();
+    let mut resp = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut resp);
+    child.kill().unwrap();
+    let _ = child.wait();
+    let text = String::from_utf8_lossy(&resp);
+    assert!(text.starts_with("HTTP/1.0 200"), "{text:.200}");
+    assert!(text.contains("content-type: image/jpeg"));
+}
