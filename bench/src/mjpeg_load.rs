@@ -1,1 +1,237 @@
-fn main() {}
+//! MJPEG load generator: starts framewire (or uses a running one), opens N
+//! stream clients, and reports what they received and what it cost the host.
+//!
+//! `cargo run --release -p framewire-bench --bin mjpeg-load -- --help`
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::Parser as _;
+use framewire_core::mjpeg::{self, Parser};
+use http_body_util::{BodyExt, Empty};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(clap::Parser, Debug)]
+#[command(about = "Open N MJPEG clients against framewire and report delivery, latency, CPU and memory")]
+struct Args {
+    /// framewire binary to start (with the camera below).
+    #[arg(long, default_value = "target/release/framewire")]
+    server: String,
+    /// Camera source for the started server.
+    #[arg(long, default_value = "test:640x480@30")]
+    camera: String,
+    /// Client counts to run, one after another.
+    #[arg(long, value_delimiter = ',', default_value = "1,200,500,1000")]
+    clients: Vec<usize>,
+    /// Seconds to let clients settle before measuring.
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Path to stream.
+    #[arg(long, default_value = "/stream")]
+    path: String,
+}
+
+/// What one client saw during the measured window.
+#[derive(Default)]
+struct ClientStats {
+    frames: u64,
+    first_seq: Option<u64>,
+    last_seq: u64,
+    latencies_us: Vec<u64>,
+    error: Option<String>,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
+}
+
+async fn client(addr: SocketAddr, path: String, window: (Instant, Instant)) -> ClientStats {
+    let mut stats = ClientStats::default();
+    if let Err(e) = run_client(addr, &path, window, &mut stats).await {
+        stats.error = Some(format!("{e:#}"));
+    }
+    stats
+}
+
+async fn run_client(addr: SocketAddr, path: &str, (start, end): (Instant, Instant), stats: &mut ClientStats) -> Result<()> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = hyper::Request::get(path).header("host", addr.to_string()).body(Empty::<Bytes>::new())?;
+    let resp = sender.send_request(req).await?;
+    if resp.status() != 200 {
+        bail!("status {}", resp.status());
+    }
+    let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mut parser = Parser::from_content_type(ct)?.skip_bodies();
+    let mut body = resp.into_body();
+    let deadline = tokio::time::Instant::from_std(end);
+    while let Ok(next) = tokio::time::timeout_at(deadline, body.frame()).await {
+        let Some(frame) = next else { bail!("stream ended") };
+        let Ok(data) = frame?.into_data() else { continue };
+        let parts = parser.feed(&data)?;
+        let now = Instant::now();
+        if now < start {
+            continue;
+        }
+        let received = now_us();
+        for p in parts {
+            let seq: u64 = p.header("x-frame-sequence").context("no X-Frame-Sequence")?.parse()?;
+            let ts = mjpeg::parse_timestamp(p.header("x-timestamp").context("no X-Timestamp")?)
+                .context("bad X-Timestamp")?;
+            stats.frames += 1;
+            stats.first_seq.get_or_insert(seq);
+            stats.last_seq = seq;
+            stats.latencies_us.push(received.saturating_sub(ts));
+        }
+    }
+    Ok(())
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = &stat[stat.rfind(')').context("bad stat")? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    Ok(ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64)
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("bad VmRSS")?.parse()?)
+}
+
+fn self_cpu_seconds() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(bin: &str, camera: &str) -> Result<Server> {
+    let mut child = Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--camera", &format!("cam={camera}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {bin} (build it: cargo build --release -p framewire)"))?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+    let url = line.trim().strip_prefix("framewire listening on http://").with_context(|| format!("unexpected output {line:?}"))?;
+    Ok(Server { addr: url.parse()?, child })
+}
+
+async fn camera_clients(addr: SocketAddr) -> Result<u64> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = hyper::Request::get("/api/state").header("host", addr.to_string()).body(Empty::<Bytes>::new())?;
+    let body = sender.send_request(req).await?.into_body().collect().await?.to_bytes();
+    let state: serde_json::Value = serde_json::from_slice(&body)?;
+    state["cameras"][0]["clients"].as_u64().context("no clients in state")
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let server = start_server(&args.server, &args.camera)?;
+    let pid = server.child.id();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Idle cost: capture and encode with no clients.
+    let idle_rss = rss_kib(pid)?;
+    let c0 = cpu_seconds(pid)?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_cpu = (cpu_seconds(pid)? - c0) / 3.0;
+    println!("framewire {} camera {} | idle: {:.1}% of a core, RSS {} KiB", server.addr, args.camera, idle_cpu * 100.0, idle_rss);
+    println!(
+        "{:>6} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>9} {:>8}",
+        "N", "fps min", "fps med", "deliv %", "lat p50", "lat p99", "RSS MiB", "KiB/client", "µs/cframe", "µs/c-idle", "gen cpu"
+    );
+    let mut base_rss: Option<(usize, u64)> = None;
+    for &n in &args.clients {
+        let start = Instant::now() + Duration::from_secs_f64(args.warmup);
+        let end = start + Duration::from_secs_f64(args.seconds);
+        let tasks: Vec<_> = (0..n)
+            .map(|_| tokio::spawn(client(server.addr, args.path.clone(), (start, end))))
+            .collect();
+        tokio::time::sleep_until(start.into()).await;
+        let (cpu0, gen0) = (cpu_seconds(pid)?, self_cpu_seconds());
+        tokio::time::sleep_until((start + Duration::from_secs_f64(args.seconds / 2.0)).into()).await;
+        let rss = rss_kib(pid)?;
+        tokio::time::sleep_until(end.into()).await;
+        let (cpu1, gen1) = (cpu_seconds(pid)?, self_cpu_seconds());
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await?);
+        }
+        let errors: Vec<_> = results.iter().filter_map(|r| r.error.as_ref()).collect();
+        let mut fps: Vec<f64> = results.iter().map(|r| r.frames as f64 / args.seconds).collect();
+        fps.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let delivered: u64 = results.iter().map(|r| r.frames).sum();
+        let made: u64 = results.iter().map(|r| r.first_seq.map_or(0, |f| r.last_seq - f + 1)).sum();
+        let mut lat: Vec<u64> = results.iter().flat_map(|r| r.latencies_us.iter().copied()).collect();
+        lat.sort_unstable();
+        let host_cpu = cpu1 - cpu0;
+        let per_frame = host_cpu / delivered.max(1) as f64 * 1e6;
+        let per_frame_above_idle = (host_cpu - idle_cpu * args.seconds).max(0.0) / delivered.max(1) as f64 * 1e6;
+        let per_client = match base_rss {
+            Some((n0, r0)) if n > n0 => format!("{:.0}", (rss as f64 - r0 as f64) / (n - n0) as f64),
+            _ => "-".into(),
+        };
+        if base_rss.is_none() {
+            base_rss = Some((n, rss));
+        }
+        println!(
+            "{:>6} {:>9.1} {:>9.1} {:>9.2} {:>6.1}ms {:>6.1}ms {:>8.1} {:>10} {:>10.1} {:>9.1} {:>7.0}%",
+            n,
+            fps.first().copied().unwrap_or(0.0),
+            fps.get(fps.len() / 2).copied().unwrap_or(0.0),
+            100.0 * delivered as f64 / made.max(1) as f64,
+            percentile(&lat, 0.5) as f64 / 1000.0,
+            percentile(&lat, 0.99) as f64 / 1000.0,
+            rss as f64 / 1024.0,
+            per_client,
+            per_frame,
+            per_frame_above_idle,
+            (gen1 - gen0) / args.seconds * 100.0,
+        );
+        if !errors.is_empty() {
+            println!("       {} client errors, e.g. {}", errors.len(), errors[0]);
+        }
+        // Let the host release every instance before the next round.
+        let wait = Instant::now();
+        while camera_clients(server.addr).await? > 0 && wait.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    println!("deliv % = frames received / frames the camera made while each client watched; lat = receive time - X-Timestamp (capture);");
+    println!("µs/cframe = host CPU per delivered client-frame (µs/c-idle: minus the idle capture+encode cost); gen cpu = this load generator's CPU.");
+    Ok(())
+}

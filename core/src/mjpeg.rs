@@ -53,7 +53,10 @@ pub fn parse_timestamp(s: &str) -> Option<u64> {
 pub struct Part {
     /// Header names lower-cased, in order.
     pub headers: Vec<(String, String)>,
+    /// The body (empty when the parser skips bodies).
     pub body: Vec<u8>,
+    /// The body's length.
+    pub len: usize,
 }
 
 impl Part {
@@ -81,7 +84,7 @@ impl std::error::Error for FramingError {}
 enum State {
     Preamble,
     Headers,
-    Body { headers: Vec<(String, String)>, len: usize },
+    Body { headers: Vec<(String, String)>, len: usize, seen: usize },
     Delimiter,
     Done,
 }
@@ -95,6 +98,7 @@ pub struct Parser {
     buf: Vec<u8>,
     state: State,
     max_headers: usize,
+    skip_bodies: bool,
 }
 
 impl Parser {
@@ -104,7 +108,15 @@ impl Parser {
             buf: Vec::new(),
             state: State::Preamble,
             max_headers: 8 * 1024,
+            skip_bodies: false,
         }
+    }
+
+    /// Check framing and headers but count body bytes instead of keeping
+    /// them: for load generators reading many streams at once.
+    pub fn skip_bodies(mut self) -> Self {
+        self.skip_bodies = true;
+        self
     }
 
     /// Parser for the boundary named in a Content-Type header value.
@@ -133,9 +145,18 @@ impl Parser {
     }
 
     /// Add bytes; returns the parts completed by them.
-    pub fn feed(&mut self, data: &[u8]) -> Result<Vec<Part>, FramingError> {
-        self.buf.extend_from_slice(data);
+    pub fn feed(&mut self, mut data: &[u8]) -> Result<Vec<Part>, FramingError> {
         let mut parts = Vec::new();
+        if self.skip_bodies && self.buf.is_empty() {
+            // Skip body bytes straight from the input, without buffering.
+            if let State::Body { len, seen, .. } = &mut self.state {
+                let n = (*len - *seen).min(data.len());
+                *seen += n;
+                data = &data[n..];
+                self.finish_skipped_body(&mut parts);
+            }
+        }
+        self.buf.extend_from_slice(data);
         let mut pos = 0;
         loop {
             let rest = &self.buf[pos..];
@@ -180,18 +201,27 @@ impl Parser {
                         .parse::<usize>()
                         .map_err(|_| FramingError("bad Content-Length".into()))?;
                     pos += end + 4;
-                    self.state = State::Body { headers, len };
+                    self.state = State::Body { headers, len, seen: 0 };
+                }
+                State::Body { len, seen, .. } if self.skip_bodies => {
+                    let n = (*len - *seen).min(rest.len());
+                    *seen += n;
+                    pos += n;
+                    if !self.finish_skipped_body(&mut parts) {
+                        break;
+                    }
                 }
                 State::Body { len, .. } => {
                     if rest.len() < *len {
                         break;
                     }
-                    let body = rest[..*len].to_vec();
-                    pos += *len;
+                    let len = *len;
+                    let body = rest[..len].to_vec();
+                    pos += len;
                     let State::Body { headers, .. } = std::mem::replace(&mut self.state, State::Delimiter) else {
                         unreachable!()
                     };
-                    parts.push(Part { headers, body });
+                    parts.push(Part { headers, body, len });
                 }
                 State::Delimiter => {
                     let need = 2 + self.delimiter.len() + 2;
@@ -216,6 +246,20 @@ impl Parser {
         }
         self.buf.drain(..pos);
         Ok(parts)
+    }
+
+    /// In skip mode: emit the part if its body has been fully seen.
+    fn finish_skipped_body(&mut self, parts: &mut Vec<Part>) -> bool {
+        match &self.state {
+            State::Body { len, seen, .. } if seen == len => {
+                let State::Body { headers, len, .. } = std::mem::replace(&mut self.state, State::Delimiter) else {
+                    unreachable!()
+                };
+                parts.push(Part { headers, body: Vec::new(), len });
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -252,6 +296,21 @@ mod tests {
             assert_eq!(parts[2].header("x-frame-sequence"), Some("2"));
             assert_eq!(parse_timestamp(parts[1].header("x-timestamp").unwrap()), Some(1_700_000_000_000_001));
         }
+    }
+
+    #[test]
+    fn skipping_bodies_keeps_lengths_and_checks_framing() {
+        let data = stream(&[b"0123456789", b"", b"abc"]);
+        for split in 0..data.len() {
+            let mut p = Parser::new(BOUNDARY).skip_bodies();
+            let mut parts = p.feed(&data[..split]).unwrap();
+            parts.extend(p.feed(&data[split..]).unwrap());
+            assert_eq!(parts.iter().map(|p| p.len).collect::<Vec<_>>(), [10, 0, 3], "split at {split}");
+            assert!(parts.iter().all(|p| p.body.is_empty()));
+        }
+        let mut bad = stream(&[b"0123456789"]);
+        bad.insert(bad.len() - 5, b'x');
+        assert!(Parser::new(BOUNDARY).skip_bodies().feed(&bad).is_err());
     }
 
     #[test]

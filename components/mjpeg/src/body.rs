@@ -50,14 +50,16 @@ impl Body {
         self.stream.as_ref().expect("stream open until finish")
     }
 
-    /// Wait until the output accepts bytes, or until `deadline`.
-    fn writable(&self, deadline: u64) -> Result<u64, Error> {
+    /// Wait until the output accepts bytes. `deadline` is set on the first
+    /// wait (the clock is only read when the client is behind).
+    fn writable(&self, deadline: &mut Option<u64>) -> Result<u64, Error> {
         loop {
             let n = self.out().check_write()?;
             if n > 0 {
                 return Ok(n);
             }
             let now = monotonic_clock::now();
+            let deadline = *deadline.get_or_insert(now + STALL_LIMIT_NS);
             if now >= deadline {
                 return Err(Error::Stalled);
             }
@@ -68,9 +70,9 @@ impl Body {
     }
 
     pub fn write_all(&mut self, mut data: &[u8]) -> Result<(), Error> {
-        let deadline = monotonic_clock::now() + STALL_LIMIT_NS;
+        let mut deadline = None;
         while !data.is_empty() {
-            let n = self.writable(deadline)?.min(data.len() as u64) as usize;
+            let n = self.writable(&mut deadline)?.min(data.len() as u64) as usize;
             self.out().write(&data[..n])?;
             data = &data[n..];
         }
@@ -80,9 +82,9 @@ impl Body {
     /// Move `len` bytes from `input` to the body by splice: for host-backed
     /// streams the bytes go from buffer to socket without entering the guest.
     pub fn splice_all(&mut self, input: &InputStream, mut len: u64) -> Result<(), Error> {
-        let deadline = monotonic_clock::now() + STALL_LIMIT_NS;
+        let mut deadline = None;
         while len > 0 {
-            let n = self.writable(deadline)?.min(len);
+            let n = self.writable(&mut deadline)?.min(len);
             let moved = match self.out().splice(input, n) {
                 Ok(m) => m,
                 Err(StreamError::Closed) => return Err(Error::Failed(format!("source ended {len} bytes early"))),
