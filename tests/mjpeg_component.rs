@@ -33,7 +33,7 @@ impl Harness {
             .uri(format!("http://localhost{uri}"))
             .body(Empty::<Bytes>::new())
             .unwrap();
-        self.runtime.handle(self.component.clone(), req).await.unwrap()
+        self.runtime.handle(self.component.clone(), req, None).await.unwrap()
     }
 
     fn publish(&self, data: &'static [u8], at: SystemTime) -> u64 {

@@ -2,6 +2,11 @@
 //! tests and the benchmarks. Pure Rust, no I/O: it builds for the host and
 //! for `wasm32-wasip2` alike.
 
+pub mod byteranges;
+pub mod conditional;
+pub mod media_path;
+pub mod mime;
 pub mod mjpeg;
 pub mod query;
+pub mod range;
 pub mod routes;

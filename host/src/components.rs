@@ -3,10 +3,14 @@
 /// The MJPEG / snapshot / state handler.
 pub const MJPEG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/framewire_mjpeg.wasm"));
 
+/// The media folder handler: byte ranges, conditional requests, listings.
+pub const FILES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/framewire_files.wasm"));
+
 /// A built-in component by name.
 pub fn builtin(name: &str) -> Option<&'static [u8]> {
     match name {
         "mjpeg" => Some(MJPEG),
+        "files" => Some(FILES),
         _ => None,
     }
 }

@@ -37,7 +37,7 @@ pub struct ServeArgs {
     #[arg(long = "camera", value_name = "NAME=SOURCE")]
     pub cameras: Vec<String>,
     /// Serve route NAME with a component file instead of the built-in one,
-    /// NAME=FILE.wasm (routes: mjpeg).
+    /// NAME=FILE.wasm (routes: mjpeg, files).
     #[arg(long = "route", value_name = "NAME=FILE")]
     pub routes: Vec<String>,
     /// TOML config file (see README).
@@ -64,6 +64,8 @@ struct FileRoute {
     component: Option<String>,
     /// Path prefixes the route serves; needed for new routes.
     paths: Option<Vec<String>>,
+    /// Give the component the media folder, read-only, as `/`.
+    media: Option<bool>,
 }
 
 /// Where a route's component comes from.
@@ -96,23 +98,35 @@ pub struct RouteConfig {
     pub name: String,
     pub paths: Vec<String>,
     pub component: ComponentSource,
+    /// The component sees the media folder (read-only) as `/`.
+    pub media: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub media: PathBuf,
+    /// Folder for routes with `media`; None if there is none.
+    pub media: Option<PathBuf>,
     pub cameras: Vec<CameraSpec>,
     pub routes: Vec<RouteConfig>,
 }
 
 /// The routes every framewire serves unless told otherwise.
 pub fn default_routes() -> Vec<RouteConfig> {
-    vec![RouteConfig {
-        name: "mjpeg".into(),
-        paths: ["/stream", "/snapshot", "/cameras/", "/api/state"].map(String::from).to_vec(),
-        component: ComponentSource::Builtin("mjpeg".into()),
-    }]
+    vec![
+        RouteConfig {
+            name: "mjpeg".into(),
+            paths: ["/stream", "/snapshot", "/cameras/", "/api/state"].map(String::from).to_vec(),
+            component: ComponentSource::Builtin("mjpeg".into()),
+            media: false,
+        },
+        RouteConfig {
+            name: "files".into(),
+            paths: vec!["/media/".into()],
+            component: ComponentSource::Builtin("files".into()),
+            media: true,
+        },
+    ]
 }
 
 pub fn default_media() -> PathBuf {
@@ -159,6 +173,7 @@ impl Config {
                         name: name.clone(),
                         paths: paths.clone(),
                         component: ComponentSource::parse(component, &base),
+                        media: r.media.unwrap_or(false),
                     });
                     continue;
                 }
@@ -168,6 +183,9 @@ impl Config {
             }
             if let Some(p) = r.paths {
                 route.paths = p;
+            }
+            if let Some(m) = r.media {
+                route.media = m;
             }
         }
         for r in &args.routes {
@@ -185,7 +203,14 @@ impl Config {
             }
         }
 
-        let media = args.media.clone().or(file.media.map(|m| base.join(m))).unwrap_or_else(default_media);
+        let media = match args.media.clone().or(file.media.map(|m| base.join(m))) {
+            Some(m) => {
+                ensure!(m.is_dir(), "media folder {} is not a directory", m.display());
+                Some(m)
+            }
+            // The sample folder exists in a checkout; elsewhere serve no media.
+            None => Some(default_media()).filter(|m| m.is_dir()),
+        };
         Ok(Config {
             listen: args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".parse().unwrap()),
             media,
@@ -212,6 +237,7 @@ mod tests {
         assert_eq!(c.cameras.len(), 1);
         assert_eq!(c.cameras[0].name, "test");
         assert_eq!(c.routes[0].component, ComponentSource::Builtin("mjpeg".into()));
+        assert!(c.media.unwrap().join("sample.webm").is_file(), "the sample folder is the default");
     }
 
     #[test]
@@ -225,7 +251,8 @@ mod tests {
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.cameras.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(c.routes[0].component, ComponentSource::File(f.path().parent().unwrap().join("m.wasm")));
-        assert_eq!(c.routes[1].paths, ["/x"]);
+        assert_eq!(c.routes[2].paths, ["/x"]);
+        assert!(!c.routes[2].media);
 
         let args = ServeArgs { cameras: vec!["z=test".into()], config: Some(f.path().to_path_buf()), ..Default::default() };
         assert_eq!(Config::from_args(&args).unwrap().cameras[0].name, "z");
@@ -239,6 +266,7 @@ mod tests {
             ("cameras = [\"a=test\", \"a=test\"]", "configured twice"),
             ("[routes.new]\ncomponent = \"x.wasm\"", "needs `paths`"),
             ("[routes.mjpeg]\npaths = [\"nope\"]", "must start with '/'"),
+            ("media = \"/nonexistent/media\"", "not a directory"),
         ] {
             let f = write(text);
             let args = ServeArgs { config: Some(f.path().to_path_buf()), ..Default::default() };

@@ -24,6 +24,9 @@ async fn main() -> Result<()> {
             println!("  live stream  http://{}/stream", server.addr);
             println!("  snapshot     http://{}/snapshot", server.addr);
             println!("  state        http://{}/api/state", server.addr);
+            if let Some(media) = &config.media {
+                println!("  media        http://{}/media/  ({})", server.addr, media.display());
+            }
             tokio::select! {
                 _ = server.wait() => {}
                 _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),

@@ -5,11 +5,14 @@ use crate::config::{ComponentSource, RouteConfig};
 use crate::runtime::{Loaded, Runtime};
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
+use std::path::{Path, PathBuf};
 
 pub struct Route {
     pub name: String,
     pub paths: Vec<String>,
     pub source: ComponentSource,
+    /// Folder preopened read-only as `/` for this route's instances.
+    pub media: Option<PathBuf>,
     /// Swappable so a new version can take over without a restart.
     pub current: ArcSwap<Loaded>,
 }
@@ -31,7 +34,7 @@ pub fn read_component(source: &ComponentSource) -> Result<Vec<u8>> {
 }
 
 impl Routes {
-    pub fn load(runtime: &Runtime, configs: &[RouteConfig]) -> Result<Routes> {
+    pub fn load(runtime: &Runtime, configs: &[RouteConfig], media: Option<&Path>) -> Result<Routes> {
         let mut list = Vec::new();
         for rc in configs {
             let bytes = read_component(&rc.component).with_context(|| format!("route {}", rc.name))?;
@@ -43,6 +46,7 @@ impl Routes {
                 name: rc.name.clone(),
                 paths: rc.paths.clone(),
                 source: rc.component.clone(),
+                media: if rc.media { media.map(Path::to_path_buf) } else { None },
                 current: ArcSwap::from_pointee(loaded),
             });
         }

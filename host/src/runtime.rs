@@ -9,7 +9,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use std::path::Path;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -139,14 +140,25 @@ impl Runtime {
 
     /// Run one request through a new instance of `component`. Returns once
     /// the component has sent its response head; the body streams on.
-    pub async fn handle<B>(&self, component: Arc<Loaded>, req: hyper::Request<B>) -> Result<hyper::Response<HyperOutgoingBody>>
+    pub async fn handle<B>(
+        &self,
+        component: Arc<Loaded>,
+        req: hyper::Request<B>,
+        media: Option<&Path>,
+    ) -> Result<hyper::Response<HyperOutgoingBody>>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stderr();
+        if let Some(dir) = media {
+            wasi.preopened_dir(dir, "/", FsPerms::ReadOnly)
+                .map_err(|e| anyhow!("cannot open media folder {}: {e}", dir.display()))?;
+        }
         let ctx = Ctx {
             table: ResourceTable::new(),
-            wasi: WasiCtx::builder().inherit_stderr().build(),
+            wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             hooks: NoOutgoing,
             host: self.host.clone(),

@@ -28,7 +28,7 @@ impl App {
     pub fn new(config: &Config) -> Result<Arc<App>> {
         let cameras = Cameras::start(&config.cameras)?;
         let runtime = Runtime::new(HostInfo::new(cameras.feeds.clone()))?;
-        let routes = Routes::load(&runtime, &config.routes)?;
+        let routes = Routes::load(&runtime, &config.routes, config.media.as_deref())?;
         Ok(Arc::new(App { runtime, routes, cameras }))
     }
 
@@ -41,7 +41,7 @@ impl App {
         let Some(route) = self.routes.find(&path) else {
             return json_response(404, &format!("no route for {path}"));
         };
-        match self.runtime.handle(route.current.load_full(), req).await {
+        match self.runtime.handle(route.current.load_full(), req, route.media.as_deref()).await {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::error!(route = %route.name, %path, "{e:#}");

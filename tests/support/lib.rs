@@ -11,6 +11,16 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Open a response and hand back its head and streaming body.
+pub async fn open(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<hyper::Response<hyper::body::Incoming>> {
+    let mut sender = connect(addr).await?;
+    Ok(sender.send_request(request_with("GET", addr, path, headers)?).await?)
+}
+
 /// Start framewire in this process with the given cameras (`NAME=SOURCE`).
 pub async fn start(cameras: &[&str]) -> Result<framewire::Server> {
     start_with(ServeArgs { cameras: cameras.iter().map(|s| s.to_string()).collect(), ..Default::default() }).await
@@ -47,14 +57,27 @@ async fn connect(addr: SocketAddr) -> Result<hyper::client::conn::http1::SendReq
 }
 
 fn request(method: &str, addr: SocketAddr, path: &str) -> Result<hyper::Request<Empty<Bytes>>> {
-    Ok(hyper::Request::builder().method(method).uri(path).header("host", addr.to_string()).body(Empty::new())?)
+    request_with(method, addr, path, &[])
+}
+
+fn request_with(method: &str, addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<hyper::Request<Empty<Bytes>>> {
+    let mut b = hyper::Request::builder().method(method).uri(path).header("host", addr.to_string());
+    for (n, v) in headers {
+        b = b.header(*n, *v);
+    }
+    Ok(b.body(Empty::new())?)
 }
 
 /// One request on a fresh connection, body read to the end (10 s limit).
 pub async fn fetch(addr: SocketAddr, method: &str, path: &str) -> Result<Reply> {
+    fetch_with(addr, method, path, &[]).await
+}
+
+/// Like [`fetch`], with request headers.
+pub async fn fetch_with(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Result<Reply> {
     tokio::time::timeout(Duration::from_secs(10), async {
         let mut sender = connect(addr).await?;
-        let resp = sender.send_request(request(method, addr, path)?).await?;
+        let resp = sender.send_request(request_with(method, addr, path, headers)?).await?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await?.to_bytes();
         Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body })

@@ -16,13 +16,11 @@ mod bindings {
         },
     });
 }
-mod body;
-
 use bindings::framewire::camera::{frames, host};
-use body::Body;
 use framewire_core::{mjpeg, query, routes::CameraRoute};
 use serde_json::json;
-use spin_sdk::http::{Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam};
+use framewire_guest::{NO_CACHE, Reply};
+use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
 /// How long one `next` call waits before checking that the client is still
@@ -37,13 +35,13 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Method::Get => false,
         Method::Head => true,
         _ => {
-            return Reply::json(405, &json!({"error": "only GET and HEAD are allowed"}))
+            return Reply::error(405, "only GET and HEAD are allowed")
                 .header("allow", "GET, HEAD")
                 .send(out, false);
         }
     };
     let Some(route) = framewire_core::routes::camera_route(path) else {
-        return Reply::json(404, &json!({"error": format!("no such path: {path}")})).send(out, head);
+        return Reply::error(404, &format!("no such path: {path}")).send(out, head);
     };
     match route {
         CameraRoute::State => Reply::json(200, &state()).send(out, head),
@@ -54,7 +52,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         CameraRoute::Stream(cam) => {
             let opts = match query::stream_query(query) {
                 Ok(o) => o,
-                Err(e) => return Reply::json(400, &json!({"error": e.0})).send(out, head),
+                Err(e) => return Reply::error(400, &e.0).send(out, head),
             };
             match resolve(cam).and_then(|c| subscribe(&c)) {
                 Ok(sub) => stream(sub, opts, out, head),
@@ -72,7 +70,7 @@ fn resolve(name: Option<&str>) -> Result<String, Reply> {
             .into_iter()
             .next()
             .map(|c| c.name)
-            .ok_or_else(|| Reply::json(404, &json!({"error": "no cameras are configured"}))),
+            .ok_or_else(|| Reply::error(404, "no cameras are configured")),
     }
 }
 
@@ -83,7 +81,7 @@ fn frames_error(e: frames::Error) -> Reply {
             Reply::json(404, &json!({"error": format!("unknown camera: {name}"), "cameras": known}))
         }
         frames::Error::NoFrame => {
-            Reply::json(503, &json!({"error": "camera has no frame yet"})).header("retry-after", "1")
+            Reply::error(503, "camera has no frame yet").header("retry-after", "1")
         }
     }
 }
@@ -95,8 +93,6 @@ fn latest(cam: &str) -> Result<frames::Frame, Reply> {
 fn subscribe(cam: &str) -> Result<frames::Subscription, Reply> {
     frames::subscribe(cam).map_err(frames_error)
 }
-
-const NO_CACHE: &str = "no-store, no-cache, must-revalidate, max-age=0";
 
 fn snapshot(frame: frames::Frame, out: ResponseOutparam, head: bool) {
     let info = frame.info();
@@ -137,7 +133,7 @@ fn stream(sub: frames::Subscription, opts: query::StreamQuery, out: ResponseOutp
     }
     let interval_ns = opts.fps.map(|fps| (1e9 / fps as f64) as u64);
     let mut next_due = wasi::clocks::monotonic_clock::now();
-    let result = (|| -> Result<(), body::Error> {
+    let result = (|| -> Result<(), framewire_guest::Error> {
         body.write_all(mjpeg::preamble().as_bytes())?;
         loop {
             if let Some(interval) = interval_ns {
@@ -193,57 +189,4 @@ fn state() -> serde_json::Value {
         "cameras": cameras,
         "components": components,
     })
-}
-
-/// A response under construction.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, Vec<u8>)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn new(status: u16) -> Self {
-        Reply { status, headers: Vec::new(), body: Vec::new() }
-    }
-
-    fn json(status: u16, value: &serde_json::Value) -> Self {
-        let mut r = Reply::new(status)
-            .header("content-type", "application/json")
-            .header("cache-control", NO_CACHE);
-        r.body = serde_json::to_vec(value).expect("JSON values serialize");
-        r.body.push(b'\n');
-        r
-    }
-
-    fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_string(), value.as_bytes().to_vec()));
-        self
-    }
-
-    /// Send the status and headers; the caller writes the body.
-    fn start(self, out: ResponseOutparam) -> Result<Body, ()> {
-        let fields = Fields::from_list(&self.headers).map_err(|e| eprintln!("bad header: {e:?}"))?;
-        let resp = OutgoingResponse::new(fields);
-        resp.set_status_code(self.status).map_err(|_| eprintln!("bad status {}", self.status))?;
-        let body = resp.body().map_err(|_| eprintln!("response body taken twice"))?;
-        out.set(resp);
-        Body::new(body).map_err(|e| eprintln!("{e}"))
-    }
-
-    /// Send the whole response (headers only for HEAD).
-    fn send(self, out: ResponseOutparam, head: bool) {
-        let mut reply = self;
-        let data = std::mem::take(&mut reply.body);
-        let reply = reply.header("content-length", &data.len().to_string());
-        let Ok(mut body) = reply.start(out) else { return };
-        if head {
-            return body.end_head();
-        }
-        if let Err(e) = body.write_all(&data) {
-            eprintln!("client gone: {e}");
-            return;
-        }
-        body.finish();
-    }
 }

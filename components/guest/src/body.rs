@@ -51,7 +51,8 @@ impl Body {
     }
 
     /// Wait until the output accepts bytes. `deadline` is set on the first
-    /// wait (the clock is only read when the client is behind).
+    /// wait (the clock is only read when the client is behind) and cleared
+    /// by the callers on progress: the limit is on a stall, not a transfer.
     fn writable(&self, deadline: &mut Option<u64>) -> Result<u64, Error> {
         loop {
             let n = self.out().check_write()?;
@@ -75,6 +76,7 @@ impl Body {
             let n = self.writable(&mut deadline)?.min(data.len() as u64) as usize;
             self.out().write(&data[..n])?;
             data = &data[n..];
+            deadline = None;
         }
         Ok(())
     }
@@ -93,6 +95,8 @@ impl Body {
             if moved == 0 {
                 // The source has nothing yet; wait for it.
                 input.subscribe().block();
+            } else {
+                deadline = None;
             }
             len -= moved;
         }

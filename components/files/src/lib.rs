@@ -1,0 +1,204 @@
+//! framewire's media handler: files from a read-only folder the host
+//! preopens as `/`, with byte ranges, conditional requests and listings.
+//!
+//! File bytes come from `wasi:filesystem` read streams spliced into the
+//! response body: they never enter this component's memory, so any file
+//! size streams in bounded memory.
+
+mod listing;
+
+use framewire_core::conditional::{self, Conditions, Outcome, Validators};
+use framewire_core::range::{self, ByteRange, Ranges};
+use framewire_core::{byteranges, media_path, mime};
+use framewire_guest::{Body, Reply, header};
+use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
+use spin_sdk::http_component;
+use std::time::{Duration, UNIX_EPOCH};
+use wasi::filesystem::types::{Descriptor, DescriptorFlags, DescriptorStat, DescriptorType, OpenFlags, PathFlags};
+
+/// Requests for this prefix are ours; the rest of the path names the file.
+const PREFIX: &str = "/media";
+
+#[http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let target = req.path_with_query().unwrap_or_default();
+    let path = target.split_once('?').map_or(target.as_str(), |(p, _)| p);
+    let head = match req.method() {
+        Method::Get => false,
+        Method::Head => true,
+        _ => {
+            return Reply::error(405, "only GET and HEAD are allowed").header("allow", "GET, HEAD").send(out, false);
+        }
+    };
+    let Some(rest) = path.strip_prefix(PREFIX) else {
+        return Reply::error(404, "not found").send(out, head);
+    };
+    if rest.is_empty() {
+        return redirect(out, &format!("{PREFIX}/"), head);
+    }
+    let Some(rest) = rest.strip_prefix('/') else {
+        return Reply::error(404, "not found").send(out, head);
+    };
+    let Ok(media) = media_path::resolve(rest) else {
+        return Reply::error(404, "not found").send(out, head);
+    };
+    let Some(root) = root() else {
+        return Reply::error(500, "no media folder is mounted").send(out, head);
+    };
+    let file = if media.segments.is_empty() {
+        root
+    } else {
+        match root.open_at(PathFlags::SYMLINK_FOLLOW, &media.relative(), OpenFlags::empty(), DescriptorFlags::READ) {
+            Ok(f) => f,
+            Err(_) => return Reply::error(404, "not found").send(out, head),
+        }
+    };
+    let Ok(stat) = file.stat() else {
+        return Reply::error(404, "not found").send(out, head);
+    };
+    match stat.type_ {
+        DescriptorType::Directory if !media.trailing_slash => redirect(out, &format!("{path}/"), head),
+        DescriptorType::Directory => listing::send(&req, &file, path, out, head),
+        DescriptorType::RegularFile if !media.trailing_slash => {
+            let name = media.segments.last().map_or("", String::as_str);
+            serve_file(&req, &file, &stat, name, out, head)
+        }
+        _ => Reply::error(404, "not found").send(out, head),
+    }
+}
+
+/// The media folder: the host preopens it as `/` (wasmtime serve: `--dir DIR::/`).
+fn root() -> Option<Descriptor> {
+    let mut dirs = wasi::filesystem::preopens::get_directories();
+    let i = dirs.iter().position(|(_, name)| name == "/" || name == ".").unwrap_or(0);
+    (!dirs.is_empty()).then(|| dirs.swap_remove(i).0)
+}
+
+fn redirect(out: ResponseOutparam, to: &str, head: bool) {
+    Reply::new(301).header("location", to).header("content-type", "text/plain").body(format!("{to}\n").into_bytes()).send(out, head)
+}
+
+fn modified(stat: &DescriptorStat) -> std::time::SystemTime {
+    stat.data_modification_timestamp
+        .map_or(UNIX_EPOCH, |t| UNIX_EPOCH + Duration::new(t.seconds, t.nanoseconds))
+}
+
+fn validators(file: &Descriptor, stat: &DescriptorStat) -> Validators {
+    let identity = file.metadata_hash().map_or(0, |h| h.lower);
+    Validators::for_file(identity, stat.size, modified(stat))
+}
+
+fn serve_file(req: &IncomingRequest, file: &Descriptor, stat: &DescriptorStat, name: &str, out: ResponseOutparam, head: bool) {
+    let v = validators(file, stat);
+    let size = stat.size;
+    let headers = |r: Reply| {
+        r.header("etag", &v.etag)
+            .header("last-modified", &v.last_modified_header())
+            .header("accept-ranges", "bytes")
+            .header("cache-control", "no-cache")
+            .header("x-content-type-options", "nosniff")
+    };
+    let (im, inm, ims, ius, ir) = (
+        header(req, "if-match"),
+        header(req, "if-none-match"),
+        header(req, "if-modified-since"),
+        header(req, "if-unmodified-since"),
+        header(req, "if-range"),
+    );
+    let conds = Conditions {
+        if_match: im.as_deref(),
+        if_none_match: inm.as_deref(),
+        if_modified_since: ims.as_deref(),
+        if_unmodified_since: ius.as_deref(),
+        if_range: ir.as_deref(),
+    };
+    let honor_range = match conditional::evaluate(&conds, &v, true) {
+        Outcome::NotModified => return headers(Reply::new(304)).start(out).map_or((), Body::end_head),
+        Outcome::Failed => return headers(Reply::error(412, "precondition failed")).send(out, head),
+        Outcome::Proceed { honor_range } => honor_range,
+    };
+    let ctype = mime::content_type(name);
+    let ranges = match header(req, "range") {
+        Some(r) if honor_range => range::evaluate(&r, size),
+        _ => Ranges::Full,
+    };
+    let (reply, plan) = match ranges {
+        Ranges::Unsatisfiable => {
+            let r = headers(Reply::error(416, "range not satisfiable")).header("content-range", &format!("bytes */{size}"));
+            return r.send(out, head);
+        }
+        Ranges::Full => {
+            let r = Reply::new(200).header("content-type", &ctype).header("content-length", &size.to_string());
+            let whole = (size > 0).then(|| ByteRange { start: 0, end: size - 1 });
+            (r, Plan::Single(whole))
+        }
+        Ranges::Partial(rs) if rs.len() == 1 => {
+            let r = Reply::new(206)
+                .header("content-type", &ctype)
+                .header("content-range", &rs[0].content_range(size))
+                .header("content-length", &rs[0].len().to_string());
+            (r, Plan::Single(Some(rs[0])))
+        }
+        Ranges::Partial(rs) => {
+            let layout = byteranges::Layout::new(&rs, size, &ctype, &byteranges::boundary_for(&v.etag));
+            let r = Reply::new(206)
+                .header("content-type", &layout.content_type())
+                .header("content-length", &layout.content_length().to_string());
+            (r, Plan::Multi(layout))
+        }
+    };
+    let Ok(mut body) = headers(reply).start(out) else { return };
+    if head {
+        return body.end_head();
+    }
+    let sent = match &plan {
+        Plan::Single(None) => Ok(()),
+        Plan::Single(Some(r)) => send_range(&mut body, file, *r, Some(stat)),
+        Plan::Multi(layout) => (|| {
+            let last = layout.parts.len() - 1;
+            for (i, part) in layout.parts.iter().enumerate() {
+                body.write_all(part.head.as_bytes())?;
+                send_range(&mut body, file, part.range, (i == last).then_some(stat))?;
+            }
+            body.write_all(layout.closing.as_bytes())
+        })(),
+    };
+    match sent {
+        Ok(()) => body.finish(),
+        // Leaving the body unfinished makes the host abort the response:
+        // the client sees a truncated transfer, never a complete wrong one.
+        Err(e) => eprintln!("{name}: {e}"),
+    }
+}
+
+enum Plan {
+    Single(Option<ByteRange>),
+    Multi(byteranges::Layout),
+}
+
+/// Splice `r` from the file into the body. With `check`, the last byte is
+/// held back until the file is seen unchanged since `check` was taken, so a
+/// file rewritten while it is served never completes a response with mixed
+/// bytes under the old ETag.
+fn send_range(body: &mut Body, file: &Descriptor, r: ByteRange, check: Option<&DescriptorStat>) -> Result<(), framewire_guest::Error> {
+    let failed = |what: &str| framewire_guest::Error::Failed(what.to_string());
+    let stream = file.read_via_stream(r.start).map_err(|e| failed(&format!("cannot read: {e:?}")))?;
+    let Some(before) = check else {
+        return body.splice_all(&stream, r.len());
+    };
+    body.splice_all(&stream, r.len() - 1)?;
+    let last = stream.blocking_read(1).map_err(|_| failed("file shrank while being served"))?;
+    let now = file.stat().map_err(|_| failed("file vanished while being served"))?;
+    if now.size != before.size
+        || stamp(&now.data_modification_timestamp) != stamp(&before.data_modification_timestamp)
+        || stamp(&now.status_change_timestamp) != stamp(&before.status_change_timestamp)
+        || last.len() != 1
+    {
+        return Err(failed("file changed while being served; response aborted"));
+    }
+    body.write_all(&last)
+}
+
+fn stamp(t: &Option<wasi::clocks::wall_clock::Datetime>) -> Option<(u64, u32)> {
+    t.as_ref().map(|t| (t.seconds, t.nanoseconds))
+}

@@ -1,0 +1,355 @@
+//! The media route end to end: a real host serving a temporary folder over
+//! real sockets, checked against RFC 9110 semantics.
+
+use framewire::config::ServeArgs;
+use framewire_tests::*;
+use http_body_util::BodyExt;
+use std::path::Path;
+use std::time::Duration;
+
+struct Media {
+    dir: tempfile::TempDir,
+    server: framewire::Server,
+}
+
+/// A media folder with known content, and a host serving it.
+async fn media() -> Media {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("sub dir")).unwrap();
+    std::fs::write(root.join("data.bin"), pattern(1000)).unwrap();
+    std::fs::write(root.join("empty.txt"), b"").unwrap();
+    std::fs::write(root.join("sub dir/<b>&.txt"), b"nested").unwrap();
+    std::fs::write(dir.path().join("secret.txt"), b"TOP SECRET OUTSIDE THE ROOT").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("escape.txt")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
+    std::os::unix::fs::symlink("data.bin", root.join("inside-link.bin")).unwrap();
+    for ext in ["mp4", "webm", "mkv", "mov", "m4a", "mp3", "ogg", "pdf", "jpg", "png", "m3u8", "ts", "txt", "xyz123"] {
+        std::fs::write(root.join(format!("t.{ext}")), b"x").unwrap();
+    }
+    let server = start_with(ServeArgs {
+        cameras: vec!["cam=test:64x48@5".into()],
+        media: Some(root),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    Media { dir, server }
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+impl Media {
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        fetch_with(self.server.addr, "GET", path, headers).await.unwrap()
+    }
+    fn root(&self) -> std::path::PathBuf {
+        self.dir.path().join("root")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_file_with_validators() {
+    let m = media().await;
+    let r = m.get("/media/data.bin", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(&r.body[..], &pattern(1000)[..]);
+    assert_eq!(r.header("content-length"), Some("1000"));
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    let etag = r.header("etag").unwrap();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "strong ETag: {etag}");
+    let lm = httpdate::parse_http_date(r.header("last-modified").unwrap()).unwrap();
+    let mtime = std::fs::metadata(m.root().join("data.bin")).unwrap().modified().unwrap();
+    assert!(mtime.duration_since(lm).unwrap() < Duration::from_secs(1));
+
+    let h = fetch_with(m.server.addr, "HEAD", "/media/data.bin", &[]).await.unwrap();
+    assert_eq!(h.status, 200);
+    assert!(h.body.is_empty());
+    for name in ["content-length", "etag", "last-modified", "content-type", "accept-ranges"] {
+        assert_eq!(h.header(name), r.header(name), "HEAD has GET's {name}");
+    }
+    let p = fetch_with(m.server.addr, "POST", "/media/data.bin", &[]).await.unwrap();
+    assert_eq!((p.status, p.header("allow")), (405, Some("GET, HEAD")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_ranges() {
+    let m = media().await;
+    let data = pattern(1000);
+    for (range, start, end) in [
+        ("bytes=0-99", 0, 99),
+        ("bytes=990-", 990, 999),
+        ("bytes=-10", 990, 999),
+        ("bytes=-5000", 0, 999),
+        ("bytes=500-99999", 500, 999),
+        ("bytes=7-7", 7, 7),
+    ] {
+        let r = m.get("/media/data.bin", &[("range", range)]).await;
+        assert_eq!(r.status, 206, "{range}");
+        assert_eq!(r.header("content-range").unwrap(), format!("bytes {start}-{end}/1000"), "{range}");
+        assert_eq!(r.header("content-length").unwrap(), (end - start + 1).to_string());
+        assert_eq!(&r.body[..], &data[start..=end], "{range}");
+    }
+    for range in ["bytes=-0", "bytes=1000-", "bytes=5000-6000"] {
+        let r = m.get("/media/data.bin", &[("range", range)]).await;
+        assert_eq!(r.status, 416, "{range}");
+        assert_eq!(r.header("content-range"), Some("bytes */1000"), "{range}");
+    }
+    for range in ["bytes=abc", "items=0-5", "bytes=5-1", "bytes 0-5", "bytes=0-5;x"] {
+        let r = m.get("/media/data.bin", &[("range", range)]).await;
+        assert_eq!(r.status, 200, "{range} is ignored");
+        assert_eq!(r.body.len(), 1000);
+    }
+}
+
+/// Parse a multipart/byteranges body into (content-range, bytes) pairs.
+fn byteranges(r: &Reply) -> Vec<(String, Vec<u8>)> {
+    let ct = r.header("content-type").unwrap();
+    let boundary = ct.strip_prefix("multipart/byteranges; boundary=").expect(ct);
+    let delim = format!("--{boundary}");
+    let body = &r.body[..];
+    let mut parts = Vec::new();
+    let mut pos = 0;
+    let find = |from: usize, needle: &[u8]| body[from..].windows(needle.len()).position(|w| w == needle).map(|p| p + from);
+    loop {
+        let at = find(pos, delim.as_bytes()).expect("delimiter");
+        let after = at + delim.len();
+        if &body[after..after + 2] == b"--" {
+            assert_eq!(&body[after + 2..], b"\r\n", "closing delimiter ends the body");
+            break;
+        }
+        let head_end = find(after, b"\r\n\r\n").unwrap();
+        let head = std::str::from_utf8(&body[after + 2..head_end]).unwrap();
+        let cr = head.lines().find_map(|l| l.strip_prefix("Content-Range: ")).unwrap().to_string();
+        let (a, b) = cr.strip_prefix("bytes ").unwrap().split_once('/').unwrap().0.split_once('-').unwrap();
+        let len = b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1;
+        let start = head_end + 4;
+        parts.push((cr, body[start..start + len].to_vec()));
+        assert_eq!(&body[start + len..start + len + 2], b"\r\n");
+        pos = start + len;
+    }
+    parts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiple_ranges() {
+    let m = media().await;
+    let data = pattern(1000);
+    let r = m.get("/media/data.bin", &[("range", "bytes=900-909, 0-9,5-19,20-29")]).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-length").unwrap().parse::<usize>().unwrap(), r.body.len());
+    let parts = byteranges(&r);
+    assert_eq!(parts.len(), 2, "overlapping and adjacent ranges coalesced");
+    assert_eq!(parts[0].0, "bytes 0-29/1000");
+    assert_eq!(parts[0].1, &data[0..30]);
+    assert_eq!(parts[1].0, "bytes 900-909/1000");
+    assert_eq!(parts[1].1, &data[900..910]);
+
+    // No amplification: too many ranges, or ranges adding up past the size.
+    let many = format!("bytes={}", (0..40).map(|i| format!("{}-{}", i * 20, i * 20 + 1)).collect::<Vec<_>>().join(","));
+    for range in [many.as_str(), "bytes=0-,0-,0-,0-", "bytes=0-999,1-999"] {
+        let r = m.get("/media/data.bin", &[("range", range)]).await;
+        assert_eq!(r.status, 200, "{range:.40}");
+        assert_eq!(r.body.len(), 1000);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_requests() {
+    let m = media().await;
+    let first = m.get("/media/data.bin", &[]).await;
+    let etag = first.header("etag").unwrap().to_string();
+    let lm = first.header("last-modified").unwrap().to_string();
+    let old = "Mon, 01 Jan 2001 00:00:00 GMT";
+
+    let r = m.get("/media/data.bin", &[("if-none-match", &etag)]).await;
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    assert_eq!(r.header("etag"), Some(etag.as_str()));
+    assert_eq!(m.get("/media/data.bin", &[("if-none-match", &format!("\"other\", W/{etag}"))]).await.status, 304);
+    assert_eq!(m.get("/media/data.bin", &[("if-none-match", "\"other\"")]).await.status, 200);
+    assert_eq!(m.get("/media/data.bin", &[("if-modified-since", &lm)]).await.status, 304);
+    assert_eq!(m.get("/media/data.bin", &[("if-modified-since", old)]).await.status, 200);
+
+    assert_eq!(m.get("/media/data.bin", &[("if-match", "\"other\"")]).await.status, 412);
+    assert_eq!(m.get("/media/data.bin", &[("if-match", &etag)]).await.status, 200);
+    assert_eq!(m.get("/media/data.bin", &[("if-unmodified-since", old)]).await.status, 412);
+    assert_eq!(m.get("/media/data.bin", &[("if-unmodified-since", &lm)]).await.status, 200);
+
+    let r = m.get("/media/data.bin", &[("range", "bytes=0-9"), ("if-range", &etag)]).await;
+    assert_eq!((r.status, r.body.len()), (206, 10), "If-Range with the current ETag");
+    let r = m.get("/media/data.bin", &[("range", "bytes=0-9"), ("if-range", "\"stale\"")]).await;
+    assert_eq!((r.status, r.body.len()), (200, 1000), "If-Range with an old ETag: full body");
+    let r = m.get("/media/data.bin", &[("range", "bytes=0-9"), ("if-range", &lm)]).await;
+    assert_eq!(r.status, 206, "If-Range with the Last-Modified date");
+    let r = m.get("/media/data.bin", &[("range", "bytes=0-9"), ("if-range", old)]).await;
+    assert_eq!(r.status, 200, "If-Range with another date");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_types_and_empty_files() {
+    let m = media().await;
+    for (ext, ct) in [
+        ("mp4", "video/mp4"),
+        ("webm", "video/webm"),
+        ("mkv", "video/x-matroska"),
+        ("mov", "video/quicktime"),
+        ("m4a", "audio/mp4"),
+        ("mp3", "audio/mpeg"),
+        ("ogg", "audio/ogg"),
+        ("pdf", "application/pdf"),
+        ("jpg", "image/jpeg"),
+        ("png", "image/png"),
+        ("m3u8", "application/vnd.apple.mpegurl"),
+        ("ts", "video/mp2t"),
+        ("txt", "text/plain; charset=utf-8"),
+        ("xyz123", "application/octet-stream"),
+    ] {
+        let r = m.get(&format!("/media/t.{ext}"), &[]).await;
+        assert_eq!(r.header("content-type"), Some(ct), "{ext}");
+    }
+    let r = m.get("/media/empty.txt", &[]).await;
+    assert_eq!((r.status, r.body.len(), r.header("content-length")), (200, 0, Some("0")));
+    let r = m.get("/media/empty.txt", &[("range", "bytes=0-")]).await;
+    assert_eq!((r.status, r.header("content-range")), (416, Some("bytes */0")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_outside_the_root() {
+    let m = media().await;
+    for path in [
+        "/media/../secret.txt",
+        "/media/%2e%2e/secret.txt",
+        "/media/%2E%2E/secret.txt",
+        "/media/sub%20dir/%2e%2e/%2e%2e/secret.txt",
+        "/media/..%5csecret.txt",
+        "/media/%5c..%5csecret.txt",
+        "/media/%2fetc/passwd",
+        "/media//etc/passwd",
+        "/media/data.bin%00.txt",
+        "/media/escape.txt",
+        "/media/etc/passwd",
+        "/media/etc/",
+        "/media/nope.bin",
+        "/media/data.bin/",
+    ] {
+        let r = raw(m.server.addr, format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+        assert!(r.starts_with("HTTP/1.1 404") || r.starts_with("HTTP/1.1 400"), "{path}: {r:.60}");
+        assert!(!r.contains("SECRET") && !r.contains("root:"), "{path} leaked");
+    }
+    let r = m.get("/media/inside-link.bin", &[]).await;
+    assert_eq!((r.status, r.body.len()), (200, 1000), "links inside the root work");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings() {
+    let m = media().await;
+    let r = m.get("/media/", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let html = String::from_utf8_lossy(&r.body);
+    assert!(html.contains("href=\"data.bin\""), "{html}");
+    assert!(html.contains("href=\"sub%20dir/\""));
+
+    let r = m.get("/media/", &[("accept", "application/json")]).await;
+    let j = r.json();
+    let names: Vec<&str> = j["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names[0], "sub dir", "folders first");
+    assert!(names.contains(&"data.bin") && names.contains(&"inside-link.bin"));
+    assert!(!names.contains(&"escape.txt"), "links leading outside are not listed");
+    let data = j["entries"].as_array().unwrap().iter().find(|e| e["name"] == "data.bin").unwrap();
+    assert_eq!((data["size"].as_u64(), data["type"].as_str()), (Some(1000), Some("file")));
+
+    let r = m.get("/media/sub%20dir/", &[]).await;
+    let html = String::from_utf8_lossy(&r.body);
+    assert!(html.contains("&lt;b&gt;&amp;.txt"), "names are escaped: {html}");
+    assert!(html.contains("href=\"%3Cb%3E%26.txt\""));
+    let r = m.get("/media/sub%20dir/%3Cb%3E%26.txt", &[]).await;
+    assert_eq!(&r.body[..], b"nested");
+
+    let r = m.get("/media/sub%20dir", &[]).await;
+    assert_eq!((r.status, r.header("location")), (301, Some("/media/sub%20dir/")));
+    let r = m.get("/media", &[]).await;
+    assert_eq!((r.status, r.header("location")), (301, Some("/media/")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_gib_sparse_file_streams_in_bounded_memory() {
+    let m = media().await;
+    let size: u64 = 4 << 30;
+    let f = std::fs::File::create(m.root().join("big.bin")).unwrap();
+    f.set_len(size).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, b"THE END", size - 7).unwrap();
+
+    let r = fetch_with(m.server.addr, "HEAD", "/media/big.bin", &[]).await.unwrap();
+    assert_eq!(r.header("content-length"), Some("4294967296"));
+    let r = m.get("/media/big.bin", &[("range", "bytes=-7")]).await;
+    assert_eq!((r.status, &r.body[..]), (206, &b"THE END"[..]));
+    let r = m.get("/media/big.bin", &[("range", "bytes=4294967289-4294967295")]).await;
+    assert_eq!(&r.body[..], b"THE END");
+
+    let before = rss_bytes();
+    let mut peak = before;
+    let resp = open(m.server.addr, "/media/big.bin", &[]).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let (mut total, mut tail) = (0u64, Vec::new());
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            total += data.len() as u64;
+            if total > size - 64 {
+                tail.extend_from_slice(&data);
+            }
+            if total % (256 << 20) < data.len() as u64 {
+                peak = peak.max(rss_bytes());
+            }
+        }
+    }
+    assert_eq!(total, size);
+    assert!(tail.ends_with(b"THE END"));
+    let grown = peak.saturating_sub(before);
+    assert!(grown < 64 << 20, "RSS grew {} MiB streaming 4 GiB", grown >> 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_rewritten_while_served_never_completes_with_mixed_bytes() {
+    let m = media().await;
+    let path = m.root().join("changing.bin");
+    let old = vec![b'A'; 32 << 20];
+    std::fs::write(&path, &old).unwrap();
+    let resp = open(m.server.addr, "/media/changing.bin", &[]).await.unwrap();
+    let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert!(first.iter().all(|b| *b == b'A'));
+    // Rewrite in place while the rest is still on its way.
+    overwrite(&path, b'B');
+    let mut received = first.len();
+    let mut failed = false;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), body.frame()).await.expect("no stall") {
+            Some(Ok(f)) => received += f.into_data().map_or(0, |d| d.len()),
+            Some(Err(_)) => {
+                failed = true;
+                break;
+            }
+            None => break,
+        }
+    }
+    assert!(failed, "the response under ETag {etag} must not complete ({received} bytes received)");
+    assert!(received < old.len());
+    let fresh = m.get("/media/changing.bin", &[("range", "bytes=0-0")]).await;
+    assert_ne!(fresh.header("etag"), Some(etag.as_str()), "new content, new ETag");
+    assert_eq!(&fresh.body[..], b"B");
+}
+
+fn overwrite(path: &Path, byte: u8) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all(&vec![byte; 32 << 20]).unwrap();
+    f.sync_all().unwrap();
+}
