@@ -113,7 +113,7 @@ fn serve_file(req: &IncomingRequest, file: &Descriptor, stat: &DescriptorStat, n
         if_range: ir.as_deref(),
     };
     let honor_range = match conditional::evaluate(&conds, &v, true) {
-        Outcome::NotModified => return headers(Reply::new(304)).start(out).map_or((), Body::end_head),
+        Outcome::NotModified => return headers(Reply::new(304)).start(out).map_or((), Body::finish),
         Outcome::Failed => return headers(Reply::error(412, "precondition failed")).send(out, head),
         Outcome::Proceed { honor_range } => honor_range,
     };
