@@ -40,8 +40,9 @@ pub enum Status {
 /// Counters and health of one camera, updated by its capture thread.
 #[derive(Debug)]
 pub struct Stats {
-    pub frames_captured: AtomicU64,
-    pub frames_encoded: AtomicU64,
+    /// (frames captured, frames encoded), updated together so a reader
+    /// never sees one counter ahead of the other.
+    frames: Mutex<(u64, u64)>,
     pub clients: AtomicU32,
     measured_fps_bits: AtomicU32,
     size: AtomicU64,
@@ -51,8 +52,7 @@ pub struct Stats {
 impl Default for Stats {
     fn default() -> Self {
         Stats {
-            frames_captured: AtomicU64::new(0),
-            frames_encoded: AtomicU64::new(0),
+            frames: Mutex::new((0, 0)),
             clients: AtomicU32::new(0),
             measured_fps_bits: AtomicU32::new(0),
             size: AtomicU64::new(0),
@@ -62,6 +62,17 @@ impl Default for Stats {
 }
 
 impl Stats {
+    /// Count a captured frame, and whether it was encoded (or passed through
+    /// as JPEG) successfully.
+    pub fn count_frame(&self, encoded: bool) {
+        let mut f = self.frames.lock().unwrap();
+        f.0 += 1;
+        f.1 += encoded as u64;
+    }
+    /// (frames captured, frames encoded).
+    pub fn frames(&self) -> (u64, u64) {
+        *self.frames.lock().unwrap()
+    }
     pub fn measured_fps(&self) -> f32 {
         f32::from_bits(self.measured_fps_bits.load(Ordering::Relaxed))
     }
@@ -128,7 +139,7 @@ impl Feed {
     /// A new reader; counts as a client until dropped.
     pub fn subscribe(self: &Arc<Self>) -> Subscriber {
         self.stats.clients.fetch_add(1, Ordering::Relaxed);
-        Subscriber { rx: self.tx.subscribe(), last: 0, feed: self.clone() }
+        Subscriber { rx: self.tx.subscribe(), feed: self.clone() }
     }
 }
 
@@ -136,20 +147,18 @@ impl Feed {
 #[derive(Debug)]
 pub struct Subscriber {
     rx: watch::Receiver<Option<Arc<Frame>>>,
-    last: u64,
     feed: Arc<Feed>,
 }
 
 impl Subscriber {
-    /// The newest frame after the last one returned (the current frame on
-    /// the first call), or `None` if none comes within `timeout`.
-    pub async fn next(&mut self, timeout: Duration) -> Option<Arc<Frame>> {
+    /// The newest frame with a sequence above `after`, or `None` if none
+    /// comes within `timeout`.
+    pub async fn next(&mut self, after: u64, timeout: Duration) -> Option<Arc<Frame>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(f) = self.rx.borrow_and_update().as_ref()
-                && f.sequence > self.last
+                && f.sequence > after
             {
-                self.last = f.sequence;
                 return Some(f.clone());
             }
             match tokio::time::timeout_at(deadline, self.rx.changed()).await {
@@ -194,13 +203,21 @@ mod tests {
         let feed = Feed::new("t", "test", (2, 2), 30.0);
         let mut sub = feed.subscribe();
         assert_eq!(feed.stats.clients.load(Ordering::Relaxed), 1);
-        assert!(sub.next(Duration::from_millis(10)).await.is_none(), "no frame yet");
+        assert!(sub.next(0, Duration::from_millis(10)).await.is_none(), "no frame yet");
         for i in 0..5u8 {
             feed.publish(Bytes::from(vec![i]), (2, 2), SystemTime::now(), false);
         }
-        let f = sub.next(Duration::from_millis(10)).await.unwrap();
+        let f = sub.next(1, Duration::from_millis(10)).await.unwrap();
         assert_eq!((f.sequence, &f.jpeg[..]), (5, &[4u8][..]), "newest frame, older ones skipped");
-        assert!(sub.next(Duration::from_millis(10)).await.is_none(), "nothing newer");
+        assert!(sub.next(5, Duration::from_millis(10)).await.is_none(), "nothing newer");
+        let feed2 = feed.clone();
+        let waiter = tokio::spawn(async move {
+            let mut sub = feed2.subscribe();
+            sub.next(5, Duration::from_secs(5)).await.map(|f| f.sequence)
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        feed.publish(Bytes::from_static(b"n"), (2, 2), SystemTime::now(), false);
+        assert_eq!(waiter.await.unwrap(), Some(6), "a waiter wakes for the next frame");
         drop(sub);
         assert_eq!(feed.stats.clients.load(Ordering::Relaxed), 0);
     }
@@ -210,6 +227,6 @@ mod tests {
         let feed = Feed::new("t", "test", (2, 2), 30.0);
         feed.publish(Bytes::from_static(b"x"), (2, 2), SystemTime::now(), false);
         let mut sub = feed.subscribe();
-        assert_eq!(sub.next(Duration::ZERO).await.unwrap().sequence, 1);
+        assert_eq!(sub.next(0, Duration::ZERO).await.unwrap().sequence, 1);
     }
 }

@@ -78,6 +78,7 @@ impl frames::Host for Ctx {
             .map(|f| {
                 let (status, last_error) = f.stats.health();
                 let (width, height) = f.stats.size();
+                let (frames_captured, frames_encoded) = f.stats.frames();
                 frames::CameraInfo {
                     name: f.name.clone(),
                     spec: f.spec.clone(),
@@ -87,8 +88,8 @@ impl frames::Host for Ctx {
                     measured_fps: f.stats.measured_fps(),
                     status: status.into(),
                     last_error,
-                    frames_captured: f.stats.frames_captured.load(Relaxed),
-                    frames_encoded: f.stats.frames_encoded.load(Relaxed),
+                    frames_captured,
+                    frames_encoded,
                     clients: f.stats.clients.load(Relaxed),
                 }
             })
@@ -135,9 +136,10 @@ impl frames::HostSubscription for Ctx {
     async fn next(
         &mut self,
         sub: Resource<Subscriber>,
+        after: u64,
         timeout_ms: u32,
     ) -> wasmtime::Result<Option<Resource<FrameHandle>>> {
-        let frame = self.table.get_mut(&sub)?.next(Duration::from_millis(timeout_ms.into())).await;
+        let frame = self.table.get_mut(&sub)?.next(after, Duration::from_millis(timeout_ms.into())).await;
         Ok(match frame {
             Some(f) => Some(self.table.push(FrameHandle(f))?),
             None => None,

@@ -133,6 +133,7 @@ fn stream(sub: frames::Subscription, opts: query::StreamQuery, out: ResponseOutp
     }
     let interval_ns = opts.fps.map(|fps| (1e9 / fps as f64) as u64);
     let mut next_due = wasi::clocks::monotonic_clock::now();
+    let mut last = 0;
     let result = (|| -> Result<(), framewire_guest::Error> {
         body.write_all(mjpeg::preamble().as_bytes())?;
         loop {
@@ -140,11 +141,12 @@ fn stream(sub: frames::Subscription, opts: query::StreamQuery, out: ResponseOutp
                 body.sleep_until(next_due)?;
                 next_due = next_due.max(wasi::clocks::monotonic_clock::now().saturating_sub(interval)) + interval;
             }
-            let Some(frame) = sub.next(FRAME_WAIT_MS) else {
+            let Some(frame) = sub.next(last, FRAME_WAIT_MS) else {
                 body.check_open()?;
                 continue;
             };
             let info = frame.info();
+            last = info.sequence;
             body.write_all(mjpeg::part_header(info.size as usize, info.captured_at_us, info.sequence).as_bytes())?;
             body.splice_all(&frame.body(), info.size as u64)?;
             body.write_all(mjpeg::part_trailer().as_bytes())?;

@@ -200,16 +200,16 @@ impl Runner {
         let (w, h) = self.size;
         let stats = &self.feed.stats;
         let (jpeg, captured) = match source.capture()? {
-            Image::Rgb { pixels, captured } => {
-                stats.frames_captured.fetch_add(1, Ordering::Relaxed);
-                (encode::rgb_to_jpeg(pixels, w, h, encode::QUALITY)?, captured)
-            }
-            Image::Jpeg { jpeg, captured } => {
-                stats.frames_captured.fetch_add(1, Ordering::Relaxed);
-                (jpeg, captured)
-            }
+            Image::Rgb { pixels, captured } => match encode::rgb_to_jpeg(pixels, w, h, encode::QUALITY) {
+                Ok(jpeg) => (jpeg, captured),
+                Err(e) => {
+                    stats.count_frame(false);
+                    return Err(e);
+                }
+            },
+            Image::Jpeg { jpeg, captured } => (jpeg, captured),
         };
-        stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
+        stats.count_frame(true);
         self.feed.publish(jpeg, (w, h), captured, false);
         if stats.health().0 != Status::Live {
             tracing::info!(camera = %self.feed.name, "live");
