@@ -197,3 +197,28 @@ async fn state_lists_cameras_and_components() {
     assert_eq!(j["components"][0]["sha256"], h.component.sha256);
     assert_eq!(j["version"], env!("CARGO_PKG_VERSION"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_are_bounded_and_excess_is_refused() {
+    let feed = Feed::new("fake", "fake:test", (4, 3), 30.0);
+    feed.publish(Bytes::from_static(b"f"), (4, 3), SystemTime::now(), false);
+    let host = HostInfo::new(Arc::new(Feeds::new(vec![feed.clone()])));
+    let runtime = Runtime::with_max_instances(host, 2).unwrap();
+    let component = Arc::new(runtime.load("builtin:mjpeg", framewire::components::MJPEG).unwrap());
+    let req = || hyper::Request::get("http://localhost/stream").body(Empty::<Bytes>::new()).unwrap();
+    let a = runtime.handle(component.clone(), req(), None).await.unwrap();
+    let b = runtime.handle(component.clone(), req(), None).await.unwrap();
+    let err = runtime.handle(component.clone(), req(), None).await.err().expect("a third instance is refused");
+    assert!(err.downcast_ref::<framewire::runtime::Overloaded>().is_some(), "{err:#}");
+    // A slot frees when a stream ends.
+    drop(a);
+    let start = Instant::now();
+    while feed.stats.clients.load(Ordering::Relaxed) != 1 {
+        assert!(start.elapsed() < Duration::from_secs(3));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let c = runtime.handle(component.clone(), req(), None).await.expect("a freed slot is reused");
+    assert_eq!(c.status(), 200);
+    drop((b, c));
+}

@@ -101,22 +101,34 @@ impl Loaded {
     }
 }
 
-/// Instances that may exist at once (live streams included).
+/// Instances that may exist at once by default (live streams included).
 pub const MAX_INSTANCES: u32 = 2048;
+
+/// All instances are busy: the request should be retried later (503).
+#[derive(Debug)]
+pub struct Overloaded;
+
+impl std::fmt::Display for Overloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("all handler instances are busy")
+    }
+}
+
+impl std::error::Error for Overloaded {}
 /// Linear memory one instance may use.
 pub const MAX_INSTANCE_MEMORY: usize = 64 << 20;
 
 /// The one place the engine is configured. A pooling allocator: instances
 /// reuse pre-reserved slots instead of mapping and unmapping memory per
 /// request, which on a busy multi-threaded host costs a TLB shootdown each.
-fn engine_config() -> Config {
+fn engine_config(max_instances: u32) -> Config {
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(MAX_INSTANCES)
+    pool.total_component_instances(max_instances)
         // A Rust component is one core module plus a few canonical-ABI shims.
-        .total_core_instances(MAX_INSTANCES * 4)
-        .total_memories(MAX_INSTANCES)
-        .total_tables(MAX_INSTANCES * 4)
-        .total_stacks(MAX_INSTANCES)
+        .total_core_instances(max_instances * 4)
+        .total_memories(max_instances)
+        .total_tables(max_instances * 4)
+        .total_stacks(max_instances)
         .max_memory_size(MAX_INSTANCE_MEMORY);
     let mut config = Config::new();
     config.wasm_component_model(true);
@@ -135,7 +147,13 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(host: Arc<HostInfo>) -> Result<Self> {
-        let engine = Engine::new(&engine_config())?;
+        Self::with_max_instances(host, MAX_INSTANCES)
+    }
+
+    /// A runtime that runs at most `max_instances` instances at once; more
+    /// requests get [`Overloaded`].
+    pub fn with_max_instances(host: Arc<HostInfo>, max_instances: u32) -> Result<Self> {
+        let engine = Engine::new(&engine_config(max_instances))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
@@ -195,8 +213,14 @@ impl Runtime {
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(tx)?;
         let source = component.source.clone();
+        let proxy = match component.pre.instantiate_async(&mut store).await {
+            Ok(p) => p,
+            Err(e) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
+                return Err(anyhow::Error::new(Overloaded));
+            }
+            Err(e) => return Err(anyhow!("{source}: cannot instantiate: {e:#}")),
+        };
         let task = tokio::spawn(async move {
-            let proxy = component.pre.instantiate_async(&mut store).await?;
             proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
         });
         match rx.await {

@@ -4,7 +4,7 @@
 use crate::camera::Cameras;
 use crate::config::Config;
 use crate::routes::Routes;
-use crate::runtime::{HostInfo, Runtime};
+use crate::runtime::{HostInfo, Overloaded, Runtime};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -43,6 +43,12 @@ impl App {
         };
         match self.runtime.handle(route.current.load_full(), req, route.media.as_deref()).await {
             Ok(resp) => resp,
+            Err(e) if e.downcast_ref::<Overloaded>().is_some() => {
+                tracing::warn!(route = %route.name, "{e}");
+                let mut resp = json_response(503, "server busy, retry shortly");
+                resp.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+                resp
+            }
             Err(e) => {
                 tracing::error!(route = %route.name, %path, "{e:#}");
                 json_response(500, "the handler failed; see the server log")
