@@ -22,7 +22,26 @@ pub enum Command {
     Serve(ServeArgs),
     /// List the camera sources this machine offers.
     Cameras,
+    /// Swap a route's component in a running framewire, through its admin API.
+    Swap(SwapArgs),
 }
+
+#[derive(Args, Debug)]
+pub struct SwapArgs {
+    /// Route to swap (e.g. mjpeg, files).
+    pub route: String,
+    /// The new component (.wasm).
+    pub file: PathBuf,
+    /// Admin API address of the running framewire.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN)]
+    pub admin: SocketAddr,
+    /// Bearer token, if the admin API requires one.
+    #[arg(long, env = "FRAMEWIRE_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Where the admin API listens unless told otherwise: loopback only.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:8079";
 
 #[derive(Args, Debug, Default, Clone)]
 pub struct ServeArgs {
@@ -43,6 +62,12 @@ pub struct ServeArgs {
     /// TOML config file (see README).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Admin API address (component swaps), or `off` [default: 127.0.0.1:8079].
+    #[arg(long, value_name = "ADDR|off")]
+    pub admin: Option<String>,
+    /// Token the admin API requires (needed when it is not on loopback).
+    #[arg(long, env = "FRAMEWIRE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// The config file's shape.
@@ -53,6 +78,9 @@ struct FileConfig {
     media: Option<PathBuf>,
     /// `["NAME=SOURCE", ...]`, as on the command line.
     cameras: Option<Vec<String>>,
+    /// `"127.0.0.1:8079"` or `"off"`.
+    admin: Option<String>,
+    admin_token: Option<String>,
     #[serde(default)]
     routes: BTreeMap<String, FileRoute>,
 }
@@ -109,6 +137,9 @@ pub struct Config {
     pub media: Option<PathBuf>,
     pub cameras: Vec<CameraSpec>,
     pub routes: Vec<RouteConfig>,
+    /// Admin API address; None when off.
+    pub admin: Option<SocketAddr>,
+    pub admin_token: Option<String>,
 }
 
 /// The routes every framewire serves unless told otherwise.
@@ -211,11 +242,17 @@ impl Config {
             // The sample folder exists in a checkout; elsewhere serve no media.
             None => Some(default_media()).filter(|m| m.is_dir()),
         };
+        let admin = match args.admin.clone().or(file.admin).as_deref().unwrap_or(DEFAULT_ADMIN) {
+            "off" => None,
+            a => Some(a.parse::<SocketAddr>().with_context(|| format!("admin address {a:?}: expected IP:PORT or off"))?),
+        };
         Ok(Config {
             listen: args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".parse().unwrap()),
             media,
             cameras,
             routes,
+            admin,
+            admin_token: args.admin_token.clone().or(file.admin_token),
         })
     }
 }
@@ -234,6 +271,7 @@ mod tests {
     fn defaults() {
         let c = Config::from_args(&ServeArgs::default()).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.admin.unwrap().to_string(), DEFAULT_ADMIN);
         assert_eq!(c.cameras.len(), 1);
         assert_eq!(c.cameras[0].name, "test");
         assert_eq!(c.routes[0].component, ComponentSource::Builtin("mjpeg".into()));
@@ -267,6 +305,7 @@ mod tests {
             ("[routes.new]\ncomponent = \"x.wasm\"", "needs `paths`"),
             ("[routes.mjpeg]\npaths = [\"nope\"]", "must start with '/'"),
             ("media = \"/nonexistent/media\"", "not a directory"),
+            ("admin = \"nowhere\"", "expected IP:PORT or off"),
         ] {
             let f = write(text);
             let args = ServeArgs { config: Some(f.path().to_path_buf()), ..Default::default() };

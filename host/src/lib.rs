@@ -4,6 +4,7 @@
 //! capture (`camera`) → encode once (`encode`) → publish (`frames`) →
 //! components read frames through our WIT (`guest`) → HTTP (`server`).
 
+pub mod admin;
 pub mod camera;
 pub mod components;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod guest;
 pub mod routes;
 pub mod runtime;
 pub mod server;
+pub mod swap;
 
 pub use config::Config;
 pub use server::Server;

@@ -17,6 +17,10 @@ async fn main() -> Result<()> {
                 println!("{line}");
             }
         }
+        Command::Swap(args) => {
+            let out = framewire::admin::swap_command(args.admin, args.token.as_deref(), &args.route, &args.file).await?;
+            println!("{out}");
+        }
         Command::Serve(args) => {
             let config = Config::from_args(&args)?;
             let mut server = framewire::Server::start(&config).await?;
@@ -24,6 +28,9 @@ async fn main() -> Result<()> {
             println!("  live stream  http://{}/stream", server.addr);
             println!("  snapshot     http://{}/snapshot", server.addr);
             println!("  state        http://{}/api/state", server.addr);
+            if let Some(admin) = server.admin {
+                println!("  admin        http://{admin}/routes  (framewire swap ROUTE FILE)");
+            }
             if let Some(media) = &config.media {
                 println!("  media        http://{}/media/  ({})", server.addr, media.display());
             }

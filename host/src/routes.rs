@@ -5,7 +5,9 @@ use crate::config::{ComponentSource, RouteConfig};
 use crate::runtime::{Loaded, Runtime};
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
+use crate::guest::ComponentInfo;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 pub struct Route {
     pub name: String,
@@ -15,6 +17,19 @@ pub struct Route {
     pub media: Option<PathBuf>,
     /// Swappable so a new version can take over without a restart.
     pub current: ArcSwap<Loaded>,
+    /// SHA-256 of the version the current one replaced.
+    pub previous: Mutex<Option<String>>,
+    /// Why the last swap attempt was refused.
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl Route {
+    pub fn info(&self) -> ComponentInfo {
+        let mut info = self.current.load().info(&self.name);
+        info.previous_sha256 = self.previous.lock().unwrap().clone();
+        info.last_error = self.last_error.lock().unwrap().clone();
+        info
+    }
 }
 
 pub struct Routes {
@@ -48,6 +63,8 @@ impl Routes {
                 source: rc.component.clone(),
                 media: if rc.media { media.map(Path::to_path_buf) } else { None },
                 current: ArcSwap::from_pointee(loaded),
+                previous: Mutex::default(),
+                last_error: Mutex::default(),
             });
         }
         let routes = Routes { list };
@@ -62,7 +79,15 @@ impl Routes {
         framewire_core::routes::best_match(pairs.iter().map(|(_, p)| *p), path).map(|i| pairs[i].0)
     }
 
-    pub fn infos(&self) -> Vec<crate::guest::ComponentInfo> {
-        self.list.iter().map(|r| r.current.load().info(&r.name)).collect()
+    pub fn get(&self, name: &str) -> Option<&Route> {
+        self.list.iter().find(|r| r.name == name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.list.iter()
+    }
+
+    pub fn infos(&self) -> Vec<ComponentInfo> {
+        self.list.iter().map(Route::info).collect()
     }
 }

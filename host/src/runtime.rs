@@ -97,6 +97,8 @@ impl Loaded {
             source: self.source.clone(),
             sha256: self.sha256.clone(),
             loaded_at_ms: self.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            previous_sha256: None,
+            last_error: None,
         }
     }
 }
@@ -175,23 +177,13 @@ impl Runtime {
         Ok(Loaded {
             pre,
             source: source.to_string(),
-            sha256: hex(&Sha256::digest(bytes)),
+            sha256: sha256_hex(bytes),
             loaded_at: SystemTime::now(),
         })
     }
 
-    /// Run one request through a new instance of `component`. Returns once
-    /// the component has sent its response head; the body streams on.
-    pub async fn handle<B>(
-        &self,
-        component: Arc<Loaded>,
-        req: hyper::Request<B>,
-        media: Option<&Path>,
-    ) -> Result<hyper::Response<HyperOutgoingBody>>
-    where
-        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
-        B::Error: Into<wasmtime_wasi_http::Error>,
-    {
+    /// A fresh store for one instance; `media` is preopened read-only as `/`.
+    fn store(&self, media: Option<&Path>) -> Result<Store<Ctx>> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr();
         // Page-cache reads take microseconds: doing them on this thread beats
@@ -208,7 +200,34 @@ impl Runtime {
             hooks: NoOutgoing,
             host: self.host.clone(),
         };
-        let mut store = Store::new(&self.engine, ctx);
+        Ok(Store::new(&self.engine, ctx))
+    }
+
+    /// Instantiate once without serving anything: a component whose start-up
+    /// traps, or that cannot be instantiated, fails here and not on a request.
+    pub async fn smoke_test(&self, component: &Loaded, media: Option<&Path>) -> Result<()> {
+        let mut store = self.store(media)?;
+        component
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map(drop)
+            .map_err(|e| anyhow!("{}: fails to instantiate: {e:#}", component.source))
+    }
+
+    /// Run one request through a new instance of `component`. Returns once
+    /// the component has sent its response head; the body streams on.
+    pub async fn handle<B>(
+        &self,
+        component: Arc<Loaded>,
+        req: hyper::Request<B>,
+        media: Option<&Path>,
+    ) -> Result<hyper::Response<HyperOutgoingBody>>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let mut store = self.store(media)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(tx)?;
@@ -245,6 +264,7 @@ impl Runtime {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Hex SHA-256 of a component's bytes: its identity in state and caches.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

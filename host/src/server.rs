@@ -70,8 +70,11 @@ fn json_response(status: u16, message: &str) -> hyper::Response<HyperOutgoingBod
 /// A server accepting connections in the background.
 pub struct Server {
     pub addr: SocketAddr,
+    /// Where the admin API listens, if it is on.
+    pub admin: Option<SocketAddr>,
     pub app: Arc<App>,
     task: tokio::task::JoinHandle<()>,
+    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl Server {
@@ -82,8 +85,13 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let admin = match config.admin {
+            Some(a) => Some(crate::admin::start(app.clone(), a, config.admin_token.clone()).await?),
+            None => None,
+        };
+        let watcher = crate::swap::watch(&app)?;
         let task = tokio::spawn(accept_loop(listener, app.clone()));
-        Ok(Server { addr, app, task })
+        Ok(Server { addr, admin, app, task, _watcher: watcher })
     }
 
     /// Serve until the task is stopped.

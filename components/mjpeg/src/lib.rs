@@ -183,7 +183,16 @@ fn state() -> serde_json::Value {
         .collect();
     let components: Vec<_> = host::components()
         .into_iter()
-        .map(|c| json!({"route": c.route, "source": c.source, "sha256": c.sha256, "loaded_at_ms": c.loaded_at_ms}))
+        .map(|c| {
+            json!({
+                "route": c.route,
+                "source": c.source,
+                "sha256": c.sha256,
+                "loaded_at_ms": c.loaded_at_ms,
+                "previous_sha256": c.previous_sha256,
+                "last_error": c.last_error,
+            })
+        })
         .collect();
     json!({
         "version": host::version(),

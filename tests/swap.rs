@@ -1,0 +1,209 @@
+//! Swapping a route's component under live traffic, by file and by the
+//! admin API, and refusing broken components.
+
+use framewire::config::ServeArgs;
+use framewire_tests::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The built-in MJPEG component with a custom section appended: the same
+/// behaviour under a different SHA-256.
+fn variant(n: u32) -> Vec<u8> {
+    let mut bytes = framewire::components::MJPEG.to_vec();
+    let name = b"framewire-test-variant";
+    let payload = n.to_le_bytes();
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(&payload);
+    bytes.push(0); // custom section id
+    bytes.push(section.len() as u8); // LEB128, < 128
+    bytes.extend_from_slice(&section);
+    bytes
+}
+
+fn sha(bytes: &[u8]) -> String {
+    framewire::runtime::sha256_hex(bytes)
+}
+
+async fn mjpeg_sha(addr: std::net::SocketAddr) -> String {
+    let s = state(addr).await.unwrap();
+    s["components"].as_array().unwrap().iter().find(|c| c["route"] == "mjpeg").unwrap()["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn wait_for_sha(addr: std::net::SocketAddr, want: &str) -> Duration {
+    let start = Instant::now();
+    while mjpeg_sha(addr).await != want {
+        assert!(start.elapsed() < Duration::from_secs(10), "swap to {want} never showed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    start.elapsed()
+}
+
+/// Replace a file atomically (rename over) or in place.
+fn replace(path: &Path, bytes: &[u8], rename: bool) {
+    if rename {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    } else {
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
+async fn serve_from_file(dir: &Path) -> (framewire::Server, PathBuf) {
+    let file = dir.join("mjpeg.wasm");
+    std::fs::write(&file, variant(0)).unwrap();
+    let server = start_with(ServeArgs {
+        cameras: vec!["cam=test:160x120@30".into()],
+        routes: vec![format!("mjpeg={}", file.display())],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    (server, file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swap_twenty_times_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, file) = serve_from_file(dir.path()).await;
+    let addr = server.addr;
+    let admin = server.admin.unwrap();
+    assert_eq!(mjpeg_sha(addr).await, sha(&variant(0)));
+
+    // Five viewers for the whole run.
+    let streams: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(async move { read_stream(addr, "/stream", Duration::from_secs(12)).await }))
+        .collect();
+    // Four clients looping snapshots until 2,000 requests are done.
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (done, failed) = (done.clone(), failed.clone());
+            tokio::spawn(async move {
+                while done.fetch_add(1, Ordering::Relaxed) < 2000 {
+                    match get(addr, "/snapshot").await {
+                        Ok(r) if r.status == 200 && !r.body.is_empty() => {}
+                        other => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("failed request: {:?}", other.map(|r| r.status));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let mut latencies = Vec::new();
+    for i in 1..=20u32 {
+        let bytes = variant(i);
+        let start = Instant::now();
+        match i % 3 {
+            0 => {
+                framewire::admin::swap_command(admin, None, "mjpeg", &write_tmp(dir.path(), &bytes)).await.unwrap();
+            }
+            1 => replace(&file, &bytes, true),
+            _ => replace(&file, &bytes, false),
+        }
+        wait_for_sha(addr, &sha(&bytes)).await;
+        latencies.push(start.elapsed());
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed during 20 swaps");
+    assert!(done.load(Ordering::Relaxed) >= 2000);
+
+    for s in streams {
+        let (head, frames) = s.await.unwrap().expect("stream not cut");
+        assert_eq!(head.status, 200);
+        let gaps = frames.windows(2).map(|w| w[1].at - w[0].at).max().unwrap();
+        assert!(gaps < Duration::from_millis(700), "stream uninterrupted (largest gap {gaps:?})");
+        assert!(frames.len() > 200, "{} frames in 12 s", frames.len());
+    }
+    let s = state(addr).await.unwrap();
+    let c = s["components"].as_array().unwrap().iter().find(|c| c["route"] == "mjpeg").unwrap().clone();
+    assert_eq!(c["sha256"], sha(&variant(20)));
+    assert_eq!(c["previous_sha256"], sha(&variant(19)));
+    eprintln!("swap latencies (file or admin → first state showing it): {latencies:?}");
+}
+
+fn write_tmp(dir: &Path, bytes: &[u8]) -> PathBuf {
+    let p = dir.join("upload.wasm");
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_components_are_refused_and_the_old_one_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, file) = serve_from_file(dir.path()).await;
+    let (addr, admin) = (server.addr, server.admin.unwrap());
+    let good = sha(&variant(0));
+    let empty_component = b"\0asm\x0d\0\x01\0".to_vec();
+    let core_module = b"\0asm\x01\0\0\0".to_vec();
+    for (bytes, why) in [
+        (b"garbage, not wasm".to_vec(), "not a valid wasm component"),
+        (core_module, "not a valid wasm component"),
+        (empty_component, "does not export wasi:http/incoming-handler"),
+    ] {
+        let err = framewire::admin::swap_command(admin, None, "mjpeg", &write_tmp(dir.path(), &bytes)).await.unwrap_err();
+        assert!(format!("{err:#}").contains(why), "{err:#}");
+        assert_eq!(mjpeg_sha(addr).await, good, "the old version keeps serving");
+        assert_eq!(get(addr, "/snapshot").await.unwrap().status, 200);
+    }
+    let s = state(addr).await.unwrap();
+    let c = s["components"].as_array().unwrap().iter().find(|c| c["route"] == "mjpeg").unwrap().clone();
+    assert!(c["last_error"].as_str().unwrap().contains("does not export"), "{c}");
+
+    // Through the file watcher too.
+    replace(&file, b"more garbage", true);
+    let start = Instant::now();
+    loop {
+        let s = state(addr).await.unwrap();
+        let c = s["components"].as_array().unwrap().iter().find(|c| c["route"] == "mjpeg").unwrap().clone();
+        if c["last_error"].as_str().unwrap_or("").contains("not a valid wasm component") {
+            assert_eq!(c["sha256"], good);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "watcher never reported the bad file: {c}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let err = framewire::admin::swap_command(admin, None, "nope", &write_tmp(dir.path(), &variant(1))).await.unwrap_err();
+    assert!(format!("{err:#}").contains("no route named"), "{err:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_off_loopback_needs_a_token() {
+    let err = start_with(ServeArgs {
+        cameras: vec!["cam=test:64x48@5".into()],
+        admin: Some("0.0.0.0:0".into()),
+        ..Default::default()
+    })
+    .await
+    .err()
+    .expect("refused without a token");
+    assert!(format!("{err:#}").contains("--admin-token"), "{err:#}");
+
+    let server = start_with(ServeArgs {
+        cameras: vec!["cam=test:64x48@5".into()],
+        admin: Some("127.0.0.1:0".into()),
+        admin_token: Some("s3cret".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_tmp(dir.path(), &variant(7));
+    let admin = server.admin.unwrap();
+    let err = framewire::admin::swap_command(admin, Some("wrong"), "mjpeg", &f).await.unwrap_err();
+    assert!(format!("{err:#}").contains("401"), "{err:#}");
+    framewire::admin::swap_command(admin, Some("s3cret"), "mjpeg", &f).await.unwrap();
+    assert_eq!(mjpeg_sha(server.addr).await, sha(&variant(7)));
+}
