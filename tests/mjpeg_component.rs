@@ -203,7 +203,8 @@ async fn instances_are_bounded_and_excess_is_refused() {
     let feed = Feed::new("fake", "fake:test", (4, 3), 30.0);
     feed.publish(Bytes::from_static(b"f"), (4, 3), SystemTime::now(), false);
     let host = HostInfo::new(Arc::new(Feeds::new(vec![feed.clone()])));
-    let runtime = Runtime::with_max_instances(host, 2).unwrap();
+    let options = framewire::runtime::Options { max_instances: 2, ..Default::default() };
+    let runtime = Runtime::with_options(host, options).unwrap();
     let component = Arc::new(runtime.load("builtin:mjpeg", framewire::components::MJPEG).unwrap());
     let req = || hyper::Request::get("http://localhost/stream").body(Empty::<Bytes>::new()).unwrap();
     let a = runtime.handle(component.clone(), req(), None).await.unwrap();

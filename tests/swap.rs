@@ -207,3 +207,36 @@ async fn admin_api_off_loopback_needs_a_token() {
     framewire::admin::swap_command(admin, Some("s3cret"), "mjpeg", &f).await.unwrap();
     assert_eq!(mjpeg_sha(server.addr).await, sha(&variant(7)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiled_components_are_cached_by_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let file = dir.path().join("mjpeg.wasm");
+    std::fs::write(&file, variant(0)).unwrap();
+    let args = || ServeArgs {
+        cameras: vec!["cam=test:64x48@5".into()],
+        routes: vec![format!("mjpeg={}", file.display())],
+        cache_dir: Some(cache.display().to_string()),
+        ..Default::default()
+    };
+    let entries = |sha: &str| {
+        std::fs::read_dir(&cache)
+            .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(sha)).count())
+            .unwrap_or(0)
+    };
+    let server = start_with(args()).await.unwrap();
+    assert_eq!(entries(&sha(&variant(0))), 1, "compiled once, cached");
+    let up = write_tmp(dir.path(), &variant(1));
+    framewire::admin::swap_command(server.admin.unwrap(), None, "mjpeg", &up).await.unwrap();
+    assert_eq!(entries(&sha(&variant(1))), 1);
+    drop(server);
+
+    // A damaged entry is ignored and rewritten, never trusted.
+    let entry = std::fs::read_dir(&cache).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with(&sha(&variant(0)))).unwrap();
+    std::fs::write(entry.path(), b"damaged").unwrap();
+    let server = start_with(args()).await.unwrap();
+    assert_eq!(mjpeg_sha(server.addr).await, sha(&variant(0)));
+    assert_eq!(get(server.addr, "/snapshot").await.unwrap().status, 200);
+    assert!(std::fs::metadata(entry.path()).unwrap().len() > 1000, "entry rewritten");
+}

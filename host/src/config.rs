@@ -68,6 +68,13 @@ pub struct ServeArgs {
     /// Token the admin API requires (needed when it is not on loopback).
     #[arg(long, env = "FRAMEWIRE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Cache of compiled components, or `off` [default: ~/.cache/framewire].
+    #[arg(long, value_name = "DIR|off")]
+    pub cache_dir: Option<String>,
+    /// Most handler instances at once, live streams included; more requests
+    /// get 503 [default: 2048].
+    #[arg(long, value_name = "N")]
+    pub max_instances: Option<u32>,
 }
 
 /// The config file's shape.
@@ -81,6 +88,9 @@ struct FileConfig {
     /// `"127.0.0.1:8079"` or `"off"`.
     admin: Option<String>,
     admin_token: Option<String>,
+    /// A folder or `"off"`.
+    cache_dir: Option<String>,
+    max_instances: Option<u32>,
     #[serde(default)]
     routes: BTreeMap<String, FileRoute>,
 }
@@ -140,6 +150,7 @@ pub struct Config {
     /// Admin API address; None when off.
     pub admin: Option<SocketAddr>,
     pub admin_token: Option<String>,
+    pub runtime: crate::runtime::Options,
 }
 
 /// The routes every framewire serves unless told otherwise.
@@ -158,6 +169,14 @@ pub fn default_routes() -> Vec<RouteConfig> {
             media: true,
         },
     ]
+}
+
+/// `$XDG_CACHE_HOME/framewire`, else `~/.cache/framewire`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("framewire"))
 }
 
 pub fn default_media() -> PathBuf {
@@ -253,6 +272,18 @@ impl Config {
             routes,
             admin,
             admin_token: args.admin_token.clone().or(file.admin_token),
+            runtime: crate::runtime::Options {
+                max_instances: match args.max_instances.or(file.max_instances) {
+                    Some(0) => bail!("max-instances must be at least 1"),
+                    Some(n) => n,
+                    None => crate::runtime::MAX_INSTANCES,
+                },
+                cache_dir: match args.cache_dir.clone().or(file.cache_dir).as_deref() {
+                    Some("off") => None,
+                    Some(d) => Some(PathBuf::from(d)),
+                    None => default_cache_dir(),
+                },
+            },
         })
     }
 }

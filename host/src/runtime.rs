@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -141,33 +141,78 @@ fn engine_config(max_instances: u32) -> Config {
     config
 }
 
+/// How a runtime is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Instances that may run at once; more requests get [`Overloaded`].
+    pub max_instances: u32,
+    /// Where compiled components are kept, keyed by their SHA-256 (None: no cache).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { max_instances: MAX_INSTANCES, cache_dir: None }
+    }
+}
+
 pub struct Runtime {
     engine: Engine,
     linker: Linker<Ctx>,
+    cache_dir: Option<PathBuf>,
     pub host: Arc<HostInfo>,
 }
 
 impl Runtime {
     pub fn new(host: Arc<HostInfo>) -> Result<Self> {
-        Self::with_max_instances(host, MAX_INSTANCES)
+        Self::with_options(host, Options::default())
     }
 
-    /// A runtime that runs at most `max_instances` instances at once; more
-    /// requests get [`Overloaded`].
-    pub fn with_max_instances(host: Arc<HostInfo>, max_instances: u32) -> Result<Self> {
-        let engine = Engine::new(&engine_config(max_instances))?;
+    pub fn with_options(host: Arc<HostInfo>, options: Options) -> Result<Self> {
+        let engine = Engine::new(&engine_config(options.max_instances))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         guest::add_to_linker(&mut linker)?;
-        Ok(Runtime { engine, linker, host })
+        Ok(Runtime { engine, linker, cache_dir: options.cache_dir, host })
+    }
+
+    /// The compiled form of `bytes`, from the cache when it has it. Cache
+    /// entries are named by the component's hash and this engine's
+    /// compatibility hash, so a different wasmtime or setting never loads them.
+    fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component> {
+        let Some(dir) = &self.cache_dir else {
+            return Ok(Component::new(&self.engine, bytes)?);
+        };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut h);
+        let path = dir.join(format!("{sha256}-{:016x}.cwasm", std::hash::Hasher::finish(&h)));
+        if path.is_file() {
+            // SAFETY: only this cache's own output, written below from a
+            // successful compile and renamed into place whole, is read here.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::warn!("ignoring cache entry {}: {e:#}", path.display()),
+            }
+        }
+        let component = Component::new(&self.engine, bytes)?;
+        let written = std::fs::create_dir_all(dir).and_then(|()| {
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, component.serialize().map_err(std::io::Error::other)?)?;
+            std::fs::rename(&tmp, &path)
+        });
+        if let Err(e) = written {
+            tracing::warn!("cannot cache compiled component in {}: {e}", dir.display());
+        }
+        Ok(component)
     }
 
     /// Compile a component and check that it is a handler whose imports we
     /// can satisfy.
     pub fn load(&self, source: &str, bytes: &[u8]) -> Result<Loaded> {
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| anyhow!("{source}: not a valid wasm component: {e:#}"))?;
+        let sha256 = sha256_hex(bytes);
+        let component =
+            self.compile(bytes, &sha256).map_err(|e| anyhow!("{source}: not a valid wasm component: {e:#}"))?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -177,7 +222,7 @@ impl Runtime {
         Ok(Loaded {
             pre,
             source: source.to_string(),
-            sha256: sha256_hex(bytes),
+            sha256,
             loaded_at: SystemTime::now(),
         })
     }

@@ -27,7 +27,7 @@ pub struct App {
 impl App {
     pub fn new(config: &Config) -> Result<Arc<App>> {
         let cameras = Cameras::start(&config.cameras)?;
-        let runtime = Runtime::new(HostInfo::new(cameras.feeds.clone()))?;
+        let runtime = Runtime::with_options(HostInfo::new(cameras.feeds.clone()), config.runtime.clone())?;
         let routes = Routes::load(&runtime, &config.routes, config.media.as_deref())?;
         Ok(Arc::new(App { runtime, routes, cameras }))
     }
