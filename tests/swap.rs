@@ -11,16 +11,7 @@ use std::time::{Duration, Instant};
 /// The built-in MJPEG component with a custom section appended: the same
 /// behaviour under a different SHA-256.
 fn variant(n: u32) -> Vec<u8> {
-    let mut bytes = framewire::components::MJPEG.to_vec();
-    let name = b"framewire-test-variant";
-    let payload = n.to_le_bytes();
-    let mut section = vec![name.len() as u8];
-    section.extend_from_slice(name);
-    section.extend_from_slice(&payload);
-    bytes.push(0); // custom section id
-    bytes.push(section.len() as u8); // LEB128, < 128
-    bytes.extend_from_slice(&section);
-    bytes
+    framewire_core::wasm::with_custom_section(framewire::components::MJPEG, "framewire-variant", &n.to_le_bytes())
 }
 
 fn sha(bytes: &[u8]) -> String {

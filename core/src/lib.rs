@@ -10,3 +10,4 @@ pub mod mjpeg;
 pub mod query;
 pub mod range;
 pub mod routes;
+pub mod wasm;
