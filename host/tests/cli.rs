@@ -58,3 +58,36 @@ fn serve_prints_its_url_and_serves() {
     assert!(text.starts_with("HTTP/1.0 200"), "{text:.200}");
     assert!(text.contains("content-type: image/jpeg"));
 }
+
+#[test]
+fn swap_exits_non_zero_with_the_reason() {
+    fails_with(&["swap", "mjpeg", "/nonexistent.wasm", "--admin", "127.0.0.1:1"], "cannot read");
+    let dir = std::env::temp_dir().join(format!("framewire-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let junk = dir.join("junk.wasm");
+    std::fs::write(&junk, b"junk").unwrap();
+    fails_with(&["swap", "mjpeg", junk.to_str().unwrap(), "--admin", "127.0.0.1:1"], "cannot reach the admin API");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_framewire"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--camera", "t=test:64x48@5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let admin = loop {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "no admin line");
+        if let Some(rest) = line.trim().strip_prefix("admin        http://") {
+            break rest.split('/').next().unwrap().to_string();
+        }
+    };
+    let refused = framewire(&["swap", "mjpeg", junk.to_str().unwrap(), "--admin", &admin]);
+    let unknown = framewire(&["swap", "nope", junk.to_str().unwrap(), "--admin", &admin]);
+    child.kill().unwrap();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a valid wasm component"));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no route named"));
+}
