@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// get 503 [default: 2048].
     #[arg(long, value_name = "N")]
     pub max_instances: Option<u32>,
+    /// Longest a handler may compute without calling the host, in ms;
+    /// then its request is ended with a 5xx [default: 1000].
+    #[arg(long, value_name = "MS")]
+    pub cpu_limit_ms: Option<u64>,
 }
 
 /// The config file's shape.
@@ -91,6 +95,7 @@ struct FileConfig {
     /// A folder or `"off"`.
     cache_dir: Option<String>,
     max_instances: Option<u32>,
+    cpu_limit_ms: Option<u64>,
     #[serde(default)]
     routes: BTreeMap<String, FileRoute>,
 }
@@ -282,6 +287,11 @@ impl Config {
                     Some("off") => None,
                     Some(d) => Some(PathBuf::from(d)),
                     None => default_cache_dir(),
+                },
+                cpu_limit: match args.cpu_limit_ms.or(file.cpu_limit_ms) {
+                    Some(0) => bail!("cpu-limit-ms must be at least 1"),
+                    Some(ms) => std::time::Duration::from_millis(ms),
+                    None => crate::runtime::CPU_LIMIT,
                 },
             },
         })

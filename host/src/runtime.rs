@@ -6,9 +6,10 @@ use crate::guest::{self, ComponentInfo};
 use anyhow::{Context, Result, anyhow};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use std::sync::atomic::{AtomicBool, Ordering};
+use wasmtime::{CallHook, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use std::path::{Path, PathBuf};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -42,6 +43,11 @@ pub struct Ctx {
     http: WasiHttpCtx,
     hooks: NoOutgoing,
     pub host: Arc<HostInfo>,
+    /// When the guest last started running without a host call in between.
+    running_since: Instant,
+    /// Set while the epoch check runs: wasmtime reports it as a host call,
+    /// and it must not count as one.
+    in_epoch_check: bool,
 }
 
 /// Handlers answer requests; they may not make outgoing ones.
@@ -134,6 +140,7 @@ fn engine_config(max_instances: u32) -> Config {
         .max_memory_size(MAX_INSTANCE_MEMORY);
     let mut config = Config::new();
     config.wasm_component_model(true);
+    config.epoch_interruption(true);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     // Reserve address space for what an instance may use, not the default
     // 4 GiB per slot: the pool stays ~200 GiB of address space, not ~8 TiB.
@@ -148,11 +155,20 @@ pub struct Options {
     pub max_instances: u32,
     /// Where compiled components are kept, keyed by their SHA-256 (None: no cache).
     pub cache_dir: Option<PathBuf>,
+    /// Longest a guest may compute without calling the host before its
+    /// request is ended. Waiting (for a frame, a socket) does not count.
+    pub cpu_limit: Duration,
 }
+
+/// Default for [`Options::cpu_limit`].
+pub const CPU_LIMIT: Duration = Duration::from_secs(1);
+/// Epoch tick: the granularity of the CPU limit, and how often a busy guest
+/// yields its worker thread to other tasks.
+const TICK: Duration = Duration::from_millis(10);
 
 impl Default for Options {
     fn default() -> Self {
-        Options { max_instances: MAX_INSTANCES, cache_dir: None }
+        Options { max_instances: MAX_INSTANCES, cache_dir: None, cpu_limit: CPU_LIMIT }
     }
 }
 
@@ -160,7 +176,15 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<Ctx>,
     cache_dir: Option<PathBuf>,
+    cpu_limit: Duration,
+    ticker_stop: Arc<AtomicBool>,
     pub host: Arc<HostInfo>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Runtime {
@@ -174,7 +198,15 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         guest::add_to_linker(&mut linker)?;
-        Ok(Runtime { engine, linker, cache_dir: options.cache_dir, host })
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (e, stop) = (engine.clone(), ticker_stop.clone());
+        std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(TICK);
+                e.increment_epoch();
+            }
+        })?;
+        Ok(Runtime { engine, linker, cache_dir: options.cache_dir, cpu_limit: options.cpu_limit, ticker_stop, host })
     }
 
     /// The compiled form of `bytes`, from the cache when it has it. Cache
@@ -244,8 +276,29 @@ impl Runtime {
             http: WasiHttpCtx::new(),
             hooks: NoOutgoing,
             host: self.host.clone(),
+            running_since: Instant::now(),
+            in_epoch_check: false,
         };
-        Ok(Store::new(&self.engine, ctx))
+        let mut store = Store::new(&self.engine, ctx);
+        // CPU limit: every tick, a guest that has run past the limit since it
+        // last entered or returned from the host is interrupted; one within
+        // it yields, so it cannot hog a worker thread.
+        let limit = self.cpu_limit;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            ctx.data_mut().in_epoch_check = true;
+            Ok(if ctx.data().running_since.elapsed() > limit { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        store.call_hook(|mut ctx, hook| {
+            let data = ctx.data_mut();
+            match hook {
+                CallHook::ReturningFromHost if data.in_epoch_check => data.in_epoch_check = false,
+                CallHook::CallingWasm | CallHook::ReturningFromHost => data.running_since = Instant::now(),
+                _ => {}
+            }
+            Ok(())
+        });
+        Ok(store)
     }
 
     /// Instantiate once without serving anything: a component whose start-up

@@ -184,3 +184,7 @@ pub fn rss_bytes() -> u64 {
     let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
     pages * 4096
 }
+
+/// A component that traps, loops or allocates without bound, by path
+/// (`…/trap`, `…/loop`, `…/alloc`; anything else answers "ok").
+pub const MISBEHAVE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/framewire_fixture_misbehave.wasm"));
