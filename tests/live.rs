@@ -191,12 +191,12 @@ async fn state_reports_cameras_clients_and_components() {
     let server = start(&["cam=test:160x120@15"]).await.unwrap();
     let addr = server.addr;
     let reader = tokio::spawn(async move { read_stream(addr, "/stream", Duration::from_secs(2)).await });
-    let cam = wait_for_camera(addr, "cam", Duration::from_secs(3), |c| c["clients"] == 1).await.unwrap();
+    // The measured rate settles within a second or so of start.
+    let settled = |c: &serde_json::Value| c["clients"] == 1 && (12.0..=18.0).contains(&c["fps"].as_f64().unwrap());
+    let cam = wait_for_camera(addr, "cam", Duration::from_secs(4), settled).await.unwrap();
     assert_eq!((cam["width"].as_u64(), cam["height"].as_u64()), (Some(160), Some(120)));
     assert_eq!(cam["status"], "live");
     assert_eq!(cam["spec"], "test:160x120@15");
-    let fps = cam["fps"].as_f64().unwrap();
-    assert!((10.0..=20.0).contains(&fps), "measured fps {fps}");
     reader.await.unwrap().unwrap();
     wait_for_camera(addr, "cam", Duration::from_secs(3), |c| c["clients"] == 0).await.unwrap();
 

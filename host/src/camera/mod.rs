@@ -145,6 +145,10 @@ impl Runner {
             Err(e) => {
                 tracing::error!(camera = %self.feed.name, "{e:#}");
                 self.feed.stats.set_health(Status::Failed, Some(format!("{e:#}")));
+                // Viewers get the "no signal" card from the first moment.
+                if let Some(card) = no_signal_card(&self.feed.name, self.size.0, self.size.1) {
+                    self.feed.publish(card, self.size, SystemTime::now(), true);
+                }
                 let _ = opened.send(Err(format!("{e:#}")));
                 false
             }
