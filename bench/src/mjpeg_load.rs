@@ -136,9 +136,9 @@ impl Drop for Server {
 
 fn start_server(bin: &str, camera: &str) -> Result<Server> {
     let mut child = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--camera", &format!("cam={camera}")])
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "off", "--camera", &format!("cam={camera}")])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(std::env::temp_dir().join("framewire-bench-server.log"))?)
         .spawn()
         .with_context(|| format!("cannot start {bin} (build it: cargo build --release -p framewire)"))?;
     let mut line = String::new();

@@ -1,5 +1,6 @@
 use anyhow::Result;
 use clap::Parser;
+use std::io::Write;
 use framewire::config::{Cli, Command, Config};
 
 #[tokio::main]
@@ -24,16 +25,20 @@ async fn main() -> Result<()> {
         Command::Serve(args) => {
             let config = Config::from_args(&args)?;
             let mut server = framewire::Server::start(&config).await?;
-            println!("framewire listening on http://{}", server.addr);
-            println!("  live stream  http://{}/stream", server.addr);
-            println!("  snapshot     http://{}/snapshot", server.addr);
-            println!("  state        http://{}/api/state", server.addr);
+            let mut urls = format!("framewire listening on http://{}\n", server.addr);
+            urls += &format!("  live stream  http://{}/stream\n", server.addr);
+            urls += &format!("  snapshot     http://{}/snapshot\n", server.addr);
+            urls += &format!("  state        http://{}/api/state\n", server.addr);
             if let Some(admin) = server.admin {
-                println!("  admin        http://{admin}/routes  (framewire swap ROUTE FILE)");
+                urls += &format!("  admin        http://{admin}/routes  (framewire swap ROUTE FILE)\n");
             }
             if let Some(media) = &config.media {
-                println!("  media        http://{}/media/  ({})", server.addr, media.display());
+                urls += &format!("  media        http://{}/media/  ({})\n", server.addr, media.display());
             }
+            // Whoever started us may stop reading stdout (a closed pipe):
+            // that must not bring the server down.
+            let mut stdout = std::io::stdout();
+            let _ = stdout.write_all(urls.as_bytes()).and_then(|()| stdout.flush());
             tokio::select! {
                 _ = server.wait() => {}
                 _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),

@@ -43,8 +43,12 @@ pub struct Ctx {
     http: WasiHttpCtx,
     hooks: NoOutgoing,
     pub host: Arc<HostInfo>,
-    /// When the guest last started running without a host call in between.
-    running_since: Instant,
+    /// Host calls the guest has made; the epoch check compares it tick to
+    /// tick to see whether the guest has been computing all along.
+    host_calls: u64,
+    /// `host_calls` at the last epoch tick, and ticks since it last changed.
+    seen_calls: u64,
+    busy_ticks: u32,
     /// Set while the epoch check runs: wasmtime reports it as a host call,
     /// and it must not count as one.
     in_epoch_check: bool,
@@ -276,25 +280,35 @@ impl Runtime {
             http: WasiHttpCtx::new(),
             hooks: NoOutgoing,
             host: self.host.clone(),
-            running_since: Instant::now(),
+            host_calls: 0,
+            seen_calls: 0,
+            busy_ticks: 0,
             in_epoch_check: false,
         };
         let mut store = Store::new(&self.engine, ctx);
-        // CPU limit: every tick, a guest that has run past the limit since it
-        // last entered or returned from the host is interrupted; one within
-        // it yields, so it cannot hog a worker thread.
-        let limit = self.cpu_limit;
+        // CPU limit: at every tick, a guest that has made no host call since
+        // the previous tick has been computing all along; past the limit it
+        // is interrupted, within it it yields so it cannot hog a worker.
+        let limit_ticks = (self.cpu_limit.as_millis() / TICK.as_millis()).max(1) as u32;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
-            ctx.data_mut().in_epoch_check = true;
-            Ok(if ctx.data().running_since.elapsed() > limit { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+            let d = ctx.data_mut();
+            d.in_epoch_check = true;
+            if d.host_calls == d.seen_calls {
+                d.busy_ticks += 1;
+            } else {
+                (d.seen_calls, d.busy_ticks) = (d.host_calls, 0);
+            }
+            Ok(if d.busy_ticks > limit_ticks { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
         store.call_hook(|mut ctx, hook| {
-            let data = ctx.data_mut();
-            match hook {
-                CallHook::ReturningFromHost if data.in_epoch_check => data.in_epoch_check = false,
-                CallHook::CallingWasm | CallHook::ReturningFromHost => data.running_since = Instant::now(),
-                _ => {}
+            if let CallHook::ReturningFromHost = hook {
+                let d = ctx.data_mut();
+                if d.in_epoch_check {
+                    d.in_epoch_check = false;
+                } else {
+                    d.host_calls += 1;
+                }
             }
             Ok(())
         });

@@ -91,3 +91,26 @@ fn swap_exits_non_zero_with_the_reason() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not a valid wasm component"));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no route named"));
 }
+
+#[test]
+fn a_closed_stdout_does_not_stop_the_server() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_framewire"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "off", "--camera", "t=test:64x48@5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap(); // pipe closed here
+    let addr = line.trim().strip_prefix("framewire listening on http://").unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "server exited after its stdout closed");
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(&mut s, b"GET /api/state HTTP/1.0\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    let _ = std::io::Read::read_to_string(&mut s, &mut resp);
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(resp.starts_with("HTTP/1.0 200"), "{resp:.100}");
+}
