@@ -288,7 +288,8 @@ impl Runtime {
         let mut store = Store::new(&self.engine, ctx);
         // CPU limit: at every tick, a guest that has made no host call since
         // the previous tick has been computing all along; past the limit it
-        // is interrupted, within it it yields so it cannot hog a worker.
+        // is interrupted, within it it yields so it cannot hog a worker. A
+        // guest that has been waiting (a stream between frames) continues.
         let limit_ticks = (self.cpu_limit.as_millis() / TICK.as_millis()).max(1) as u32;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
@@ -299,7 +300,12 @@ impl Runtime {
             } else {
                 (d.seen_calls, d.busy_ticks) = (d.host_calls, 0);
             }
-            Ok(if d.busy_ticks > limit_ticks { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+            Ok(match d.busy_ticks {
+                // It waited on the host since the last tick: nothing to do.
+                0 => UpdateDeadline::Continue(1),
+                n if n > limit_ticks => UpdateDeadline::Interrupt,
+                _ => UpdateDeadline::Yield(1),
+            })
         });
         store.call_hook(|mut ctx, hook| {
             if let CallHook::ReturningFromHost = hook {
