@@ -15,6 +15,16 @@ fn fails_with(args: &[&str], needle: &str) {
     assert!(err.contains(needle), "{args:?}: stderr lacks {needle:?}:\n{err}");
 }
 
+/// A plain HTTP/1.0 GET over a socket, no client library; the whole answer.
+fn http10_get(addr: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(&mut s, format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
+    let mut resp = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut resp);
+    String::from_utf8_lossy(&resp).into_owned()
+}
+
 #[test]
 fn bad_input_is_a_clear_error() {
     fails_with(&["serve", "--camera", "x=rtsp://nowhere"], "unknown camera kind");
@@ -45,16 +55,9 @@ fn serve_prints_its_url_and_serves() {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line.trim().strip_prefix("framewire listening on ").unwrap_or_else(|| panic!("{line:?}")).to_string();
-    let addr = url.strip_prefix("http://").unwrap();
-    // A plain HTTP/1.0 request over a socket, no client library.
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    std::io::Write::write_all(&mut s, b"GET /snapshot HTTP/1.0\r\n\r\n").unwrap();
-    let mut resp = Vec::new();
-    let _ = std::io::Read::read_to_end(&mut s, &mut resp);
+    let text = http10_get(url.strip_prefix("http://").unwrap(), "/snapshot");
     child.kill().unwrap();
     let _ = child.wait();
-    let text = String::from_utf8_lossy(&resp);
     assert!(text.starts_with("HTTP/1.0 200"), "{text:.200}");
     assert!(text.contains("content-type: image/jpeg"));
 }
@@ -105,11 +108,7 @@ fn a_closed_stdout_does_not_stop_the_server() {
     let addr = line.trim().strip_prefix("framewire listening on http://").unwrap().to_string();
     std::thread::sleep(Duration::from_millis(500));
     assert!(child.try_wait().unwrap().is_none(), "server exited after its stdout closed");
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    std::io::Write::write_all(&mut s, b"GET /api/state HTTP/1.0\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    let _ = std::io::Read::read_to_string(&mut s, &mut resp);
+    let resp = http10_get(&addr, "/api/state");
     child.kill().unwrap();
     let _ = child.wait();
     assert!(resp.starts_with("HTTP/1.0 200"), "{resp:.100}");
