@@ -22,7 +22,7 @@ impl App {
             let names: Vec<&str> = self.routes.iter().map(|r| r.name.as_str()).collect();
             anyhow!("no route named {route:?} (routes: {})", names.join(", "))
         })?;
-        let result = self.try_swap(route, bytes, source).await;
+        let result = self.try_swap(r, bytes, source).await;
         *r.last_error.lock().unwrap() = result.as_ref().err().map(|e| format!("{e:#}"));
         self.runtime.host.set_components(self.routes.infos());
         match &result {
@@ -32,8 +32,7 @@ impl App {
         result.map(|()| r.info())
     }
 
-    async fn try_swap(self: &Arc<Self>, route: &str, bytes: Vec<u8>, source: String) -> Result<()> {
-        let r = self.routes.get(route).expect("checked by swap");
+    async fn try_swap(self: &Arc<Self>, r: &crate::routes::Route, bytes: Vec<u8>, source: String) -> Result<()> {
         let app = self.clone();
         // Compiling takes a while and is CPU-bound: keep it off the workers.
         let loaded = tokio::task::spawn_blocking(move || app.runtime.load(&source, &bytes))
@@ -84,9 +83,7 @@ pub fn watch(app: &Arc<App>) -> Result<Option<notify::RecommendedWatcher>> {
             while let Ok(Some(p)) = tokio::time::timeout(SETTLE, rx.recv()).await {
                 changed.push(p);
             }
-            let mut routes: Vec<(&PathBuf, &String)> = files.iter().filter(|(f, _)| changed.contains(f)).collect();
-            routes.dedup();
-            for (file, route) in routes {
+            for (file, route) in files.iter().filter(|(f, _)| changed.contains(f)) {
                 let Ok(bytes) = std::fs::read(file) else { continue }; // removed: keep serving
                 let current = app.routes.get(route).map(|r| r.current.load().sha256.clone());
                 if current.as_deref() == Some(&sha256_hex(&bytes)) {
