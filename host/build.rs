@@ -5,7 +5,7 @@ fn main() {
     let root = framewire_wasm_build::workspace_root();
     framewire_wasm_build::build(
         &root.join("components"),
-        &["framewire_mjpeg", "framewire_files"],
+        &["framewire_mjpeg", "framewire_files", "framewire_page"],
         &[&root.join("core"), &root.join("wit")],
     );
 }

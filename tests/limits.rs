@@ -6,6 +6,11 @@ use framewire_tests::*;
 use std::time::{Duration, Instant};
 
 async fn with_misbehaving_route() -> (framewire::Server, tempfile::TempDir) {
+    misbehaving_route(ServeArgs { cpu_limit_ms: Some(300), ..Default::default() }).await
+}
+
+/// A host with the misbehaving fixture at `/bad/`, and `args` otherwise.
+async fn misbehaving_route(args: ServeArgs) -> (framewire::Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let wasm = dir.path().join("misbehave.wasm");
     std::fs::write(&wasm, MISBEHAVE).unwrap();
@@ -15,14 +20,9 @@ async fn with_misbehaving_route() -> (framewire::Server, tempfile::TempDir) {
         format!("[routes.bad]\npaths = [\"/bad/\"]\ncomponent = \"{}\"\n", wasm.display()),
     )
     .unwrap();
-    let server = start_with(ServeArgs {
-        cameras: vec!["cam=test:160x120@30".into()],
-        config: Some(config),
-        cpu_limit_ms: Some(300),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = start_with(ServeArgs { cameras: vec!["cam=test:160x120@30".into()], config: Some(config), ..args })
+        .await
+        .unwrap();
     (server, dir)
 }
 
@@ -63,4 +63,77 @@ async fn misbehaving_components_are_contained() {
     let worst = frames.windows(2).map(|w| w[1].at - w[0].at).max().unwrap();
     assert!(frames.len() > 100, "viewer got {} frames in 6 s", frames.len());
     assert!(worst < Duration::from_millis(500), "viewer never stalled long (worst gap {worst:?})");
+}
+
+fn status_of(response: &str) -> &str {
+    response.split(' ').nth(1).unwrap_or("none")
+}
+
+/// A chunked POST of `total` bytes to the echo handler, in 8 KiB chunks.
+fn chunked_echo(total: usize) -> Vec<u8> {
+    let mut req = b"POST /bad/echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
+    let chunk = vec![b'a'; 8192];
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        req.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+        req.extend_from_slice(&chunk[..n]);
+        req.extend_from_slice(b"\r\n");
+        left -= n;
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_head_and_body_sizes_are_limited() {
+    let (server, _dir) = misbehaving_route(ServeArgs {
+        max_header_bytes: Some(4096),
+        max_body_bytes: Some(64 * 1024),
+        ..Default::default()
+    })
+    .await;
+    let addr = server.addr;
+    let head = |extra: usize| {
+        format!("GET /bad/ok HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\nconnection: close\r\n\r\n", "p".repeat(extra))
+    };
+
+    // Headers: within the limit served, past it 431 before any component runs.
+    assert_eq!(status_of(&raw(addr, head(3000).as_bytes()).await.unwrap()), "200");
+    let r = raw(addr, head(5000).as_bytes()).await.unwrap();
+    assert_eq!(status_of(&r), "431", "{r}");
+
+    // A declared body past the limit: 413 at once, without reading a byte of it.
+    let r = raw(addr, b"POST /bad/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 70000\r\n\r\n").await.unwrap();
+    assert_eq!(status_of(&r), "413", "{r}");
+    assert!(r.contains("65536"), "the limit is named: {r}");
+    let body = vec![b'b'; 60_000];
+    let mut req = b"POST /bad/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 60000\r\nconnection: close\r\n\r\n".to_vec();
+    req.extend_from_slice(&body);
+    let r = raw(addr, &req).await.unwrap();
+    assert_eq!(status_of(&r), "200", "{r}");
+    assert!(r.contains("\r\n60000\r\n"), "the component saw the whole body: {r}");
+
+    // A chunked body has no declared length: the component's read fails
+    // when it passes the limit, and it never sees more.
+    let r = raw(addr, &chunked_echo(40_000)).await.unwrap();
+    assert!(r.starts_with("HTTP/1.1 200") && r.contains("\r\n40000\r\n"), "{r}");
+    let r = raw(addr, &chunked_echo(80_000)).await.unwrap();
+    assert_eq!(status_of(&r), "500", "{r}");
+    assert!(!r.contains("80000"), "{r}");
+
+    // The host serves on.
+    assert_eq!(get(addr, "/bad/ok").await.unwrap().status, 200);
+    assert_eq!(get(addr, "/snapshot").await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn limits_are_configurable_and_checked() {
+    // The defaults let a 12 KB head through, and a tighter limit refuses it.
+    let (server, _dir) = misbehaving_route(ServeArgs::default()).await;
+    let head = format!("GET /bad/ok HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\nconnection: close\r\n\r\n", "p".repeat(12_000));
+    assert_eq!(status_of(&raw(server.addr, head.as_bytes()).await.unwrap()), "200");
+    let err = framewire::config::Config::from_args(&ServeArgs { max_header_bytes: Some(10), ..Default::default() })
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("max-header-bytes must be at least 1024"), "{err:#}");
 }

@@ -4,6 +4,7 @@
 
 pub mod byteranges;
 pub mod conditional;
+pub mod html;
 pub mod media_path;
 pub mod mime;
 pub mod mjpeg;

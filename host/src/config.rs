@@ -28,7 +28,7 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct SwapArgs {
-    /// Route to swap (e.g. mjpeg, files).
+    /// Route to swap (e.g. mjpeg, files, page).
     pub route: String,
     /// The new component (.wasm).
     pub file: PathBuf,
@@ -56,7 +56,7 @@ pub struct ServeArgs {
     #[arg(long = "camera", value_name = "NAME=SOURCE")]
     pub cameras: Vec<String>,
     /// Serve route NAME with a component file instead of the built-in one,
-    /// NAME=FILE.wasm (routes: mjpeg, files).
+    /// NAME=FILE.wasm (routes: mjpeg, files, page).
     #[arg(long = "route", value_name = "NAME=FILE")]
     pub routes: Vec<String>,
     /// TOML config file (see README).
@@ -79,6 +79,13 @@ pub struct ServeArgs {
     /// then its request is ended with a 5xx [default: 1000].
     #[arg(long, value_name = "MS")]
     pub cpu_limit_ms: Option<u64>,
+    /// Largest request head (request line and headers) in bytes; larger
+    /// gets 431 [default: 16384].
+    #[arg(long, value_name = "BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Largest request body in bytes; larger gets 413 [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_bytes: Option<u64>,
 }
 
 /// The config file's shape.
@@ -96,6 +103,8 @@ struct FileConfig {
     cache_dir: Option<String>,
     max_instances: Option<u32>,
     cpu_limit_ms: Option<u64>,
+    max_header_bytes: Option<usize>,
+    max_body_bytes: Option<u64>,
     #[serde(default)]
     routes: BTreeMap<String, FileRoute>,
 }
@@ -156,6 +165,7 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     pub admin_token: Option<String>,
     pub runtime: crate::runtime::Options,
+    pub http: crate::server::HttpLimits,
 }
 
 /// The routes every framewire serves unless told otherwise.
@@ -172,6 +182,13 @@ pub fn default_routes() -> Vec<RouteConfig> {
             paths: vec!["/media/".into()],
             component: ComponentSource::Builtin("files".into()),
             media: true,
+        },
+        RouteConfig {
+            name: "page".into(),
+            // Everything no other route covers: the page, its files, a 404 page.
+            paths: vec!["/".into()],
+            component: ComponentSource::Builtin("page".into()),
+            media: false,
         },
     ]
 }
@@ -294,6 +311,16 @@ impl Config {
                     None => crate::runtime::CPU_LIMIT,
                 },
             },
+            http: {
+                let defaults = crate::server::HttpLimits::default();
+                let max_header_bytes = args.max_header_bytes.or(file.max_header_bytes).unwrap_or(defaults.max_header_bytes);
+                // hyper needs room for at least a request line and a Host header.
+                ensure!(max_header_bytes >= 1024, "max-header-bytes must be at least 1024, got {max_header_bytes}");
+                crate::server::HttpLimits {
+                    max_header_bytes,
+                    max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(defaults.max_body_bytes),
+                }
+            },
         })
     }
 }
@@ -330,8 +357,9 @@ mod tests {
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.cameras.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(c.routes[0].component, ComponentSource::File(f.path().parent().unwrap().join("m.wasm")));
-        assert_eq!(c.routes[2].paths, ["/x"]);
-        assert!(!c.routes[2].media);
+        let extra = c.routes.iter().find(|r| r.name == "extra").unwrap();
+        assert_eq!(extra.paths, ["/x"]);
+        assert!(!extra.media);
 
         let args = ServeArgs { cameras: vec!["z=test".into()], config: Some(f.path().to_path_buf()), ..Default::default() };
         assert_eq!(Config::from_args(&args).unwrap().cameras[0].name, "z");

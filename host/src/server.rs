@@ -22,6 +22,24 @@ pub struct App {
     pub runtime: Runtime,
     pub routes: Routes,
     pub cameras: Cameras,
+    pub limits: HttpLimits,
+}
+
+/// What a request may bring, enforced before any component sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Request line plus headers, in bytes (431 beyond; hyper also caps
+    /// the count of header fields at 100).
+    pub max_header_bytes: usize,
+    /// Request body, in bytes: 413 when Content-Length says more; a chunked
+    /// body that grows past it fails the component's read.
+    pub max_body_bytes: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits { max_header_bytes: 16 * 1024, max_body_bytes: 1024 * 1024 }
+    }
 }
 
 impl App {
@@ -29,7 +47,7 @@ impl App {
         let cameras = Cameras::start(&config.cameras)?;
         let runtime = Runtime::with_options(HostInfo::new(cameras.feeds.clone()), config.runtime.clone())?;
         let routes = Routes::load(&runtime, &config.routes, config.media.as_deref())?;
-        Ok(Arc::new(App { runtime, routes, cameras }))
+        Ok(Arc::new(App { runtime, routes, cameras, limits: config.http }))
     }
 
     async fn handle(&self, mut req: hyper::Request<hyper::body::Incoming>, local: SocketAddr) -> hyper::Response<HyperOutgoingBody> {
@@ -41,6 +59,19 @@ impl App {
         let Some(route) = self.routes.find(&path) else {
             return json_response(404, &format!("no route for {path}"));
         };
+        let max = self.limits.max_body_bytes;
+        let declared = req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            // Refused before an instance exists; hyper closes the connection
+            // rather than read the unread body.
+            return json_response(413, &format!("request body larger than {max} bytes"));
+        }
+        let req = req.map(|body| {
+            http_body_util::Limited::new(body, max as usize).map_err(move |e| match e.downcast::<hyper::Error>() {
+                Ok(e) => wasmtime_wasi_http::Error::Hyper(*e),
+                Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max)),
+            })
+        });
         match self.runtime.handle(route.current.load_full(), req, route.media.as_deref()).await {
             Ok(resp) => resp,
             Err(e) if e.downcast_ref::<Overloaded>().is_some() => {
@@ -120,6 +151,7 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>) {
         let _ = stream.set_nodelay(true);
         let Ok(local) = stream.local_addr() else { continue };
         let app = app.clone();
+        let limits = app.limits;
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let app = app.clone();
@@ -128,6 +160,7 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>) {
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
+                .max_header_size(limits.max_header_bytes)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(e) = conn.await {

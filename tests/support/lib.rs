@@ -1,6 +1,8 @@
 //! Helpers for framewire's tests: start a real host on an ephemeral port,
 //! talk to it over real sockets, read MJPEG with a strict parser.
 
+pub mod browser;
+
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use framewire::config::{Config, ServeArgs};

@@ -1,5 +1,6 @@
 //! Directory listings: HTML for browsers, JSON for `Accept: application/json`.
 
+use framewire_core::html::escape;
 use framewire_core::media_path::encode_segment;
 use framewire_guest::{NO_CACHE, Reply, header};
 use serde_json::json;
@@ -37,10 +38,6 @@ fn entries(dir: &Descriptor) -> Vec<Entry> {
 fn wants_json(req: &IncomingRequest) -> bool {
     let query_json = req.path_with_query().is_some_and(|p| p.split_once('?').is_some_and(|(_, q)| q.split('&').any(|kv| kv == "format=json")));
     query_json || header(req, "accept").is_some_and(|a| a.contains("application/json"))
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 pub fn send(req: &IncomingRequest, dir: &Descriptor, path: &str, out: ResponseOutparam, head: bool) {

@@ -1,0 +1,103 @@
+//! framewire's web page: one card per camera with its live view, and the
+//! media library with a player. Everything it needs (HTML, CSS, JS, icon)
+//! is served from here, so the page works on an offline edge box.
+//!
+//! The camera cards are rendered from `framewire:camera/frames`; the script
+//! then keeps them current from `/api/state` and loads the library from the
+//! media route's JSON listing.
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "framewire:camera/camera-guest",
+        with: {
+            "wasi:io/error@0.2.0": ::wasi::io::error,
+            "wasi:io/streams@0.2.0": ::wasi::io::streams,
+            "wasi:io/poll@0.2.0": ::wasi::io::poll,
+        },
+    });
+}
+mod assets;
+
+use bindings::framewire::camera::{frames, host};
+use framewire_core::html::escape;
+use framewire_guest::{NO_CACHE, Reply, header};
+use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
+use spin_sdk::http_component;
+
+#[http_component]
+fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let target = req.path_with_query().unwrap_or_default();
+    let path = target.split_once('?').map_or(target.as_str(), |(p, _)| p);
+    let head = match req.method() {
+        Method::Get => false,
+        Method::Head => true,
+        _ => {
+            return Reply::error(405, "only GET and HEAD are allowed")
+                .header("allow", "GET, HEAD")
+                .send(out, false);
+        }
+    };
+    if path == "/" || path == "/index.html" {
+        return html(200, page()).send(out, head);
+    }
+    match assets::find(path) {
+        Some(asset) => asset.send(header(&req, "if-none-match").as_deref(), out, head),
+        None => html(404, not_found(path)).send(out, head),
+    }
+}
+
+fn html(status: u16, body: String) -> Reply {
+    Reply::new(status)
+        .header("content-type", "text/html; charset=utf-8")
+        .header("cache-control", NO_CACHE)
+        .header("x-content-type-options", "nosniff")
+        .body(body.into_bytes())
+}
+
+fn page() -> String {
+    let cameras = frames::list_cameras();
+    let cards: String = if cameras.is_empty() {
+        "<p class=\"notice\">No cameras are configured. Start framewire with <code>--camera NAME=SPEC</code>.</p>".into()
+    } else {
+        cameras.iter().map(card).collect()
+    };
+    assets::INDEX
+        .replace("{{version}}", &escape(&host::version()))
+        .replace("{{cameras}}", &cards)
+}
+
+/// A camera's card as first rendered; the script starts its stream and
+/// updates its figures.
+fn card(c: &frames::CameraInfo) -> String {
+    let name = escape(&c.name);
+    let status = match c.status {
+        frames::Status::Starting => "starting",
+        frames::Status::Live => "live",
+        frames::Status::NoSignal => "no-signal",
+        frames::Status::Failed => "failed",
+    };
+    format!(
+        r#"<article class="camera" data-camera="{name}" data-status="{status}">
+  <header><h3>{name}</h3><span class="status">{status}</span></header>
+  <div class="view">
+    <img alt="Live view of camera {name}" width="{w}" height="{h}">
+    <p class="message" hidden></p>
+  </div>
+  <footer>
+    <span class="figures"><span class="fps">–</span> fps · <span class="viewers">–</span> watching</span>
+    <span class="actions">
+      <button type="button" class="pause">Pause</button>
+      <a class="button snapshot" href="/cameras/{name}/snapshot" download="{name}.jpg">Snapshot</a>
+    </span>
+  </footer>
+</article>
+"#,
+        w = c.width,
+        h = c.height,
+    )
+}
+
+fn not_found(path: &str) -> String {
+    assets::NOT_FOUND.replace("{{path}}", &escape(path))
+}
