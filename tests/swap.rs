@@ -231,3 +231,36 @@ async fn compiled_components_are_cached_by_hash() {
     assert_eq!(get(server.addr, "/snapshot").await.unwrap().status, 200);
     assert!(std::fs::metadata(entry.path()).unwrap().len() > 1000, "entry rewritten");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_version_is_released_when_its_last_stream_ends() {
+    use http_body_util::BodyExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, file) = serve_from_file(dir.path()).await;
+    let addr = server.addr;
+    let old = Arc::downgrade(&server.app.routes.get("mjpeg").unwrap().current.load_full());
+
+    // A viewer on the old version, receiving.
+    let mut body = open(addr, "/stream", &[]).await.unwrap().into_body();
+    body.frame().await.unwrap().unwrap();
+
+    replace(&file, &variant(1), true);
+    wait_for_sha(addr, &sha(&variant(1))).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(old.upgrade().is_some(), "the old version went while a stream still used it");
+    let mut more = 0;
+    while more < 20_000 {
+        more += body.frame().await.unwrap().unwrap().data_ref().map_or(0, |d| d.len());
+    }
+
+    // The viewer leaves: the instance notices within its frame wait (1 s)
+    // and the old version is dropped with it.
+    drop(body);
+    let start = Instant::now();
+    while old.upgrade().is_some() {
+        assert!(start.elapsed() < Duration::from_secs(5), "the old version outlived its last stream");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The new one serves.
+    assert_eq!(get(addr, "/snapshot").await.unwrap().status, 200);
+}

@@ -375,6 +375,9 @@ impl Runtime {
         let out = store.data_mut().http().new_response_outparam(tx)?;
         let source = component.source.clone();
         let task = tokio::spawn(async move {
+            // The version stays loaded while any of its instances runs, and
+            // goes (compiled code and all) with the last one after a swap.
+            let _version = component;
             proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
         });
         match rx.await {
