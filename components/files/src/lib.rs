@@ -147,7 +147,7 @@ fn serve_file(req: &IncomingRequest, file: &Descriptor, stat: &DescriptorStat, n
             (r, Plan::Multi(layout))
         }
     };
-    let Ok(mut body) = headers(reply).start(out) else { return };
+    let Ok(mut body) = headers(reply).start_held(out) else { return };
     if head {
         return body.end_head();
     }

@@ -2,7 +2,7 @@
 //! that accepts nothing for [`STALL_LIMIT_NS`] is dropped rather than
 //! holding its instance forever.
 
-use spin_sdk::http::OutgoingBody;
+use spin_sdk::http::{OutgoingBody, OutgoingResponse, ResponseOutparam};
 use wasi::clocks::monotonic_clock;
 use wasi::io::streams::{InputStream, OutputStream, StreamError};
 
@@ -38,12 +38,31 @@ impl From<StreamError> for Error {
 pub struct Body {
     stream: Option<OutputStream>,
     body: OutgoingBody,
+    /// A response head not handed to the host yet (see [`Body::held`]).
+    head: Option<(ResponseOutparam, OutgoingResponse)>,
 }
 
 impl Body {
     pub fn new(body: OutgoingBody) -> Result<Self, String> {
         let stream = body.write().map_err(|_| "response body stream taken twice".to_string())?;
-        Ok(Body { stream: Some(stream), body })
+        Ok(Body { stream: Some(stream), body, head: None })
+    }
+
+    /// A body whose response head goes to the host only when the body first
+    /// has to wait, or ends: a short response then leaves in one write
+    /// (head and body together) instead of two. Not for streams that wait
+    /// for data outside this type: their head would wait too.
+    pub fn held(body: OutgoingBody, out: ResponseOutparam, resp: OutgoingResponse) -> Result<Self, String> {
+        let mut b = Body::new(body)?;
+        b.head = Some((out, resp));
+        Ok(b)
+    }
+
+    /// Hand a held head to the host.
+    fn send_head(&mut self) {
+        if let Some((out, resp)) = self.head.take() {
+            out.set(resp);
+        }
     }
 
     fn out(&self) -> &OutputStream {
@@ -53,12 +72,14 @@ impl Body {
     /// Wait until the output accepts bytes. `deadline` is set on the first
     /// wait (the clock is only read when the client is behind) and cleared
     /// by the callers on progress: the limit is on a stall, not a transfer.
-    fn writable(&self, deadline: &mut Option<u64>) -> Result<u64, Error> {
+    fn writable(&mut self, deadline: &mut Option<u64>) -> Result<u64, Error> {
         loop {
             let n = self.out().check_write()?;
             if n > 0 {
                 return Ok(n);
             }
+            // Full before the head was sent: nothing drains until it is.
+            self.send_head();
             let now = monotonic_clock::now();
             let deadline = *deadline.get_or_insert(now + STALL_LIMIT_NS);
             if now >= deadline {
@@ -119,10 +140,12 @@ impl Body {
     /// End a HEAD response: the head carries GET's Content-Length, so the
     /// body is left unwritten rather than finished short.
     pub fn end_head(mut self) {
+        self.send_head();
         drop(self.stream.take());
     }
 
     pub fn finish(mut self) {
+        self.send_head();
         drop(self.stream.take());
         if let Err(e) = OutgoingBody::finish(self.body, None) {
             eprintln!("finishing body: {e:?}");

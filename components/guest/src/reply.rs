@@ -1,7 +1,7 @@
 //! A response under construction.
 
 use crate::body::Body;
-use spin_sdk::http::{Fields, OutgoingResponse, ResponseOutparam};
+use spin_sdk::http::{Fields, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 /// Cache-Control for live or generated content.
 pub const NO_CACHE: &str = "no-store, no-cache, must-revalidate, max-age=0";
@@ -41,21 +41,35 @@ impl Reply {
         self
     }
 
-    /// Send the status and headers; the caller writes the body.
-    pub fn start(self, out: ResponseOutparam) -> Result<Body, ()> {
+    fn response(&self) -> Result<(OutgoingResponse, OutgoingBody), ()> {
         let fields = Fields::from_list(&self.headers).map_err(|e| eprintln!("bad header: {e:?}"))?;
         let resp = OutgoingResponse::new(fields);
         resp.set_status_code(self.status).map_err(|_| eprintln!("bad status {}", self.status))?;
         let body = resp.body().map_err(|_| eprintln!("response body taken twice"))?;
+        Ok((resp, body))
+    }
+
+    /// Send the status and headers now; the caller writes the body. For
+    /// streams, whose first bytes may be a while coming.
+    pub fn start(self, out: ResponseOutparam) -> Result<Body, ()> {
+        let (resp, body) = self.response()?;
         out.set(resp);
         Body::new(body).map_err(|e| eprintln!("{e}"))
+    }
+
+    /// Like [`Reply::start`], but the head leaves with the first body bytes
+    /// the host sends (see [`Body::held`]). A body that ends unfinished
+    /// before then turns into the host's 500, never a truncated response.
+    pub fn start_held(self, out: ResponseOutparam) -> Result<Body, ()> {
+        let (resp, body) = self.response()?;
+        Body::held(body, out, resp).map_err(|e| eprintln!("{e}"))
     }
 
     /// Send the whole response with its Content-Length (headers only for HEAD).
     pub fn send(mut self, out: ResponseOutparam, head: bool) {
         let data = std::mem::take(&mut self.body);
         let reply = self.header("content-length", &data.len().to_string());
-        let Ok(mut body) = reply.start(out) else { return };
+        let Ok(mut body) = reply.start_held(out) else { return };
         if head {
             return body.end_head();
         }

@@ -102,7 +102,7 @@ fn snapshot(frame: frames::Frame, out: ResponseOutparam, head: bool) {
         .header("cache-control", NO_CACHE)
         .header("x-timestamp", &mjpeg::format_timestamp(info.captured_at_us))
         .header("x-frame-sequence", &info.sequence.to_string())
-        .start(out)
+        .start_held(out)
     else {
         return;
     };
