@@ -159,7 +159,12 @@ async fn page_shows_live_camera_and_plays_media() -> Result<()> {
 async fn page_explains_no_signal_and_empty_library_and_fits_a_phone() -> Result<()> {
     let media = tempfile::tempdir()?;
     let server = start_with(ServeArgs {
-        cameras: vec!["front=test:320x240@15".into(), "yard=test:320x240@15,fail-after=5,down-ms=600000".into()],
+        cameras: vec![
+            "front=test:320x240@15".into(),
+            "yard=test:320x240@15,fail-after=5,down-ms=600000".into(),
+            "hall=test:160x120@5".into(),
+            "gate=test:160x120@5".into(),
+        ],
         media: Some(media.path().to_path_buf()),
         ..Default::default()
     })
@@ -181,6 +186,28 @@ async fn page_explains_no_signal_and_empty_library_and_fits_a_phone() -> Result<
     // The working camera beside it shows no message.
     let other = b.eval("return document.querySelector('.camera[data-camera=\"front\"] .message').hidden;").await?;
     assert_eq!(other, true);
+
+    // A fourth camera starts paused (a browser has six connections per
+    // host): it shows a snapshot until Live is pressed, then streams.
+    let gate = "const c = document.querySelector('.camera[data-camera=\"gate\"]'); \
+                return [c.querySelector('.pause').textContent, c.querySelector('img').getAttribute('src') || '', \
+                        c.querySelector('img').naturalWidth];";
+    let paused = b.eval(gate).await?;
+    assert_eq!(paused[0], "Live", "{paused}");
+    assert!(paused[1].as_str().unwrap().starts_with("/cameras/gate/snapshot"), "{paused}");
+    let third = b.eval("return document.querySelector('.camera[data-camera=\"hall\"] img').getAttribute('src');").await?;
+    assert!(third.as_str().unwrap().starts_with("/cameras/hall/stream"), "the third camera is live: {third}");
+    b.eval("document.querySelector('.camera[data-camera=\"gate\"] .pause').click(); return true;").await?;
+    let live = b
+        .wait_for(
+            "the fourth camera to go live",
+            "const img = document.querySelector('.camera[data-camera=\"gate\"] img'); \
+             return (img.getAttribute('src') || '').startsWith('/cameras/gate/stream') && img.naturalWidth > 0 \
+               ? document.querySelector('.camera[data-camera=\"gate\"] .pause').textContent : false;",
+            Duration::from_secs(10),
+        )
+        .await?;
+    assert_eq!(live, "Pause");
 
     let empty = b
         .wait_for(
