@@ -26,6 +26,7 @@ async fn main() -> Result<()> {
             let config = Config::from_args(&args)?;
             let mut server = framewire::Server::start(&config).await?;
             let mut urls = format!("framewire listening on http://{}\n", server.addr);
+            urls += &format!("  page         http://{}/\n", server.addr);
             urls += &format!("  live stream  http://{}/stream\n", server.addr);
             urls += &format!("  snapshot     http://{}/snapshot\n", server.addr);
             urls += &format!("  state        http://{}/api/state\n", server.addr);

@@ -52,14 +52,20 @@ fn serve_prints_its_url_and_serves() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    out.read_line(&mut line).unwrap();
     let url = line.trim().strip_prefix("framewire listening on ").unwrap_or_else(|| panic!("{line:?}")).to_string();
+    let mut page = String::new();
+    out.read_line(&mut page).unwrap();
     let text = http10_get(url.strip_prefix("http://").unwrap(), "/snapshot");
+    let html = http10_get(url.strip_prefix("http://").unwrap(), "/");
     child.kill().unwrap();
     let _ = child.wait();
+    assert_eq!(page.trim(), format!("page         {url}/"));
     assert!(text.starts_with("HTTP/1.0 200"), "{text:.200}");
     assert!(text.contains("content-type: image/jpeg"));
+    assert!(html.starts_with("HTTP/1.0 200") && html.contains("data-camera=\"t\""), "{html:.300}");
 }
 
 #[test]
