@@ -353,3 +353,63 @@ fn overwrite(path: &Path, byte: u8) {
     f.write_all(&vec![byte; 32 << 20]).unwrap();
     f.sync_all().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_files_rewritten_under_requests_are_whole_or_refused() {
+    // A writer flips a 100 kB file between all-a and all-b as fast as it
+    // can, in place, while requests (whole file, and a range of two reads)
+    // keep coming. A complete response never has both letters, and one
+    // ETag never names two contents; the others end in a 500 or a cut.
+    let m = media().await;
+    let path = m.root().join("flip.bin");
+    let versions = [vec![b'a'; 100_000], vec![b'b'; 100_000]];
+    std::fs::write(&path, &versions[0]).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (path, versions, stop) = (path.clone(), versions.clone(), stop.clone());
+        std::thread::spawn(move || {
+            use std::os::unix::fs::FileExt;
+            // Overwrite in place, same size: only the timestamps tell.
+            let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                file.write_all_at(&versions[i % 2], 0).unwrap();
+                // Changes closer together than the file system's timestamp
+                // tick (4 ms here) cannot be told apart by size and times.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            i
+        })
+    };
+    let (mut whole, mut refused) = (0, 0);
+    // Per ETag and status (a 206 is the same range every time).
+    let mut seen: std::collections::HashMap<String, Vec<u8>> = Default::default();
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        for range in [None, Some("bytes=1000-99999")] {
+            let headers: Vec<(&str, &str)> = range.iter().map(|r| ("range", *r)).collect();
+            let Ok(r) = fetch_with(m.server.addr, "GET", "/media/flip.bin", &headers).await else {
+                refused += 1; // cut off mid-body
+                continue;
+            };
+            match r.status {
+                200 | 206 => {
+                    let mixed = r.body.contains(&b'a') && r.body.contains(&b'b');
+                    assert!(!mixed, "{} response mixes two versions of the file", r.status);
+                    let etag = r.header("etag").unwrap().to_string();
+                    let first = seen.entry(format!("{etag} {}", r.status)).or_insert_with(|| r.body.to_vec());
+                    assert!(*first == r.body, "ETag {etag} named two contents");
+                    whole += 1;
+                }
+                // Refused before anything was sent.
+                500 => refused += 1,
+                s => panic!("unexpected status {s}"),
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writer.join().unwrap();
+    eprintln!("{whole} whole responses, {refused} refused, {writes} rewrites");
+    assert!(whole >= 20 && refused >= 5, "the race was not exercised: {whole} whole, {refused} refused");
+}

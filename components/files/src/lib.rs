@@ -153,12 +153,12 @@ fn serve_file(req: &IncomingRequest, file: &Descriptor, stat: &DescriptorStat, n
     }
     let sent = match &plan {
         Plan::Single(None) => Ok(()),
-        Plan::Single(Some(r)) => send_range(&mut body, file, *r, Some(stat)),
+        Plan::Single(Some(r)) => send_range(&mut body, file, *r, Some(stat), true),
         Plan::Multi(layout) => (|| {
             let last = layout.parts.len() - 1;
             for (i, part) in layout.parts.iter().enumerate() {
                 body.write_all(part.head.as_bytes())?;
-                send_range(&mut body, file, part.range, (i == last).then_some(stat))?;
+                send_range(&mut body, file, part.range, (i == last).then_some(stat), false)?;
             }
             body.write_all(layout.closing.as_bytes())
         })(),
@@ -176,27 +176,52 @@ enum Plan {
     Multi(byteranges::Layout),
 }
 
-/// Splice `r` from the file into the body. With `check`, the last byte is
-/// held back until the file is seen unchanged since `check` was taken, so a
+/// A single range this short fits in the body's buffer with the response
+/// head still held (at most two 64 KiB reads; the buffer takes four chunks).
+const HELD_CHECK_MAX: u64 = 128 * 1024;
+
+fn failed(what: &str) -> framewire_guest::Error {
+    framewire_guest::Error::Failed(what.to_string())
+}
+
+/// Splice `r` from the file into the body. With `check`, the response cannot
+/// complete until the file is seen unchanged since `check` was taken, so a
 /// file rewritten while it is served never completes a response with mixed
-/// bytes under the old ETag.
-fn send_range(body: &mut Body, file: &Descriptor, r: ByteRange, check: Option<&DescriptorStat>) -> Result<(), framewire_guest::Error> {
-    let failed = |what: &str| framewire_guest::Error::Failed(what.to_string());
+/// bytes under the old ETag: a short response is checked while its head is
+/// still held (a change turns it into a 500), a longer one holds back its
+/// last byte.
+/// `alone`: this range is the whole body (nothing written before it).
+fn send_range(body: &mut Body, file: &Descriptor, r: ByteRange, check: Option<&DescriptorStat>, alone: bool) -> Result<(), framewire_guest::Error> {
     let stream = file.read_via_stream(r.start).map_err(|e| failed(&format!("cannot read: {e:?}")))?;
     let Some(before) = check else {
         return body.splice_all(&stream, r.len());
     };
+    if alone && body.head_held() && r.len() <= HELD_CHECK_MAX {
+        body.splice_all(&stream, r.len())?;
+        if body.head_held() {
+            return unchanged(file, before);
+        }
+        // The buffer was smaller than thought: the bytes are out already.
+        return Err(failed("response left before the file could be checked"));
+    }
     body.splice_all(&stream, r.len() - 1)?;
     let last = stream.blocking_read(1).map_err(|_| failed("file shrank while being served"))?;
+    unchanged(file, before)?;
+    if last.len() != 1 {
+        return Err(failed("file shrank while being served"));
+    }
+    body.write_all(&last)
+}
+
+fn unchanged(file: &Descriptor, before: &DescriptorStat) -> Result<(), framewire_guest::Error> {
     let now = file.stat().map_err(|_| failed("file vanished while being served"))?;
     if now.size != before.size
         || stamp(&now.data_modification_timestamp) != stamp(&before.data_modification_timestamp)
         || stamp(&now.status_change_timestamp) != stamp(&before.status_change_timestamp)
-        || last.len() != 1
     {
         return Err(failed("file changed while being served; response aborted"));
     }
-    body.write_all(&last)
+    Ok(())
 }
 
 fn stamp(t: &Option<wasi::clocks::wall_clock::Datetime>) -> Option<(u64, u32)> {

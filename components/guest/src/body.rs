@@ -58,6 +58,12 @@ impl Body {
         Ok(b)
     }
 
+    /// Whether nothing of the response has reached the host yet, so that
+    /// ending the body unfinished still turns into an error response.
+    pub fn head_held(&self) -> bool {
+        self.head.is_some()
+    }
+
     /// Hand a held head to the host.
     fn send_head(&mut self) {
         if let Some((out, resp)) = self.head.take() {
