@@ -59,19 +59,10 @@ impl App {
         let Some(route) = self.routes.find(&path) else {
             return json_response(404, &format!("no route for {path}"));
         };
-        let max = self.limits.max_body_bytes;
-        let declared = req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max) {
-            // Refused before an instance exists; hyper closes the connection
-            // rather than read the unread body.
-            return json_response(413, &format!("request body larger than {max} bytes"));
-        }
-        let req = req.map(|body| {
-            http_body_util::Limited::new(body, max as usize).map_err(move |e| match e.downcast::<hyper::Error>() {
-                Ok(e) => wasmtime_wasi_http::Error::Hyper(*e),
-                Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max)),
-            })
-        });
+        let req = match limit_body(req, self.limits.max_body_bytes) {
+            Ok(req) => req,
+            Err(too_large) => return too_large,
+        };
         match self.runtime.handle(route.current.load_full(), req, route.media.as_deref()).await {
             Ok(resp) => resp,
             Err(e) if e.downcast_ref::<Overloaded>().is_some() => {
@@ -86,6 +77,30 @@ impl App {
             }
         }
     }
+}
+
+/// The request with its body capped at `max` bytes: a declared length past
+/// it is a 413 before any instance exists (hyper then closes the connection
+/// rather than read the body); a chunked body fails the component's read
+/// with wasi-http's `HttpRequestBodySize` once it passes the cap.
+#[allow(clippy::result_large_err)]
+fn limit_body(
+    req: hyper::Request<hyper::body::Incoming>,
+    max: u64,
+) -> Result<hyper::Request<impl hyper::body::Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static>, hyper::Response<HyperOutgoingBody>>
+{
+    let declared = req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(json_response(413, &format!("request body larger than {max} bytes")));
+    }
+    Ok(req.map(|body| {
+        http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX)).map_err(move |e| {
+            match e.downcast::<hyper::Error>() {
+                Ok(e) => wasmtime_wasi_http::Error::Hyper(*e),
+                Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max)),
+            }
+        })
+    }))
 }
 
 fn json_response(status: u16, message: &str) -> hyper::Response<HyperOutgoingBody> {
