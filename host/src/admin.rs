@@ -32,10 +32,7 @@ fn reply(status: u16, body: serde_json::Value) -> Response {
 }
 
 fn info_json(i: &crate::guest::ComponentInfo) -> serde_json::Value {
-    json!({
-        "route": i.route, "source": i.source, "sha256": i.sha256, "loaded_at_ms": i.loaded_at_ms,
-        "previous_sha256": i.previous_sha256, "last_error": i.last_error,
-    })
+    serde_json::to_value(i).expect("plain records serialize")
 }
 
 /// Bind the admin API. A non-loopback address needs a token.

@@ -12,6 +12,8 @@ use wasmtime_wasi_io::streams::{DynInputStream, InputStream, StreamError, Stream
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "framewire:camera/camera-guest",
+    // The admin API shows ComponentInfo as JSON with the WIT's field names.
+    additional_derives: [serde::Serialize],
     imports: {
         "framewire:camera/frames.[method]subscription.next": async | trappable,
         default: trappable,

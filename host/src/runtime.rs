@@ -335,17 +335,9 @@ impl Runtime {
     /// Instantiate once without serving anything: a component whose start-up
     /// traps, or that cannot be instantiated, fails here and not on a request.
     pub async fn smoke_test(&self, component: &Loaded, media: Option<&Path>) -> Result<()> {
-        let mut store = self.store(media)?;
-        component
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map(drop)
-            .map_err(|e| anyhow!("{}: fails to instantiate: {e:#}", component.source))
+        self.instantiate(component, media).await.map(drop)
     }
 
-    /// Run one request through a new instance of `component`. Returns once
-    /// the component has sent its response head; the body streams on.
     /// A fresh store and instance of `component`: what every request pays
     /// before the handler runs. [`Overloaded`] when the pool is full.
     pub async fn instantiate(&self, component: &Loaded, media: Option<&Path>) -> Result<(Store<Ctx>, Proxy)> {
@@ -359,6 +351,8 @@ impl Runtime {
         }
     }
 
+    /// Run one request through a new instance of `component`. Returns once
+    /// the component has sent its response head; the body streams on.
     pub async fn handle<B>(
         &self,
         component: Arc<Loaded>,

@@ -1,7 +1,7 @@
 //! The `framewire` binary: start-up output and clear errors for bad input.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 fn framewire(args: &[&str]) -> std::process::Output {
@@ -13,6 +13,19 @@ fn fails_with(args: &[&str], needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{args:?} should fail");
     assert!(err.contains(needle), "{args:?}: stderr lacks {needle:?}:\n{err}");
+}
+
+/// `framewire serve ARGS` running, and its stdout (stderr discarded).
+fn serve(args: &[&str]) -> (Child, BufReader<ChildStdout>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_framewire"))
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    (child, out)
 }
 
 /// A plain HTTP/1.0 GET over a socket, no client library; the whole answer.
@@ -46,13 +59,7 @@ fn lists_cameras() {
 
 #[test]
 fn serve_prints_its_url_and_serves() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_framewire"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--camera", "t=test:160x120@10"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut child, mut out) = serve(&["--listen", "127.0.0.1:0", "--camera", "t=test:160x120@10"]);
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     let url = line.trim().strip_prefix("framewire listening on ").unwrap_or_else(|| panic!("{line:?}")).to_string();
@@ -77,13 +84,7 @@ fn swap_exits_non_zero_with_the_reason() {
     std::fs::write(&junk, b"junk").unwrap();
     fails_with(&["swap", "mjpeg", junk.to_str().unwrap(), "--admin", "127.0.0.1:1"], "cannot reach the admin API");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_framewire"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--camera", "t=test:64x48@5"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut child, mut out) = serve(&["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--camera", "t=test:64x48@5"]);
     let admin = loop {
         let mut line = String::new();
         assert!(out.read_line(&mut line).unwrap() > 0, "no admin line");
@@ -103,14 +104,10 @@ fn swap_exits_non_zero_with_the_reason() {
 
 #[test]
 fn a_closed_stdout_does_not_stop_the_server() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_framewire"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "off", "--camera", "t=test:64x48@5"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, mut out) = serve(&["--listen", "127.0.0.1:0", "--admin", "off", "--camera", "t=test:64x48@5"]);
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap(); // pipe closed here
+    out.read_line(&mut line).unwrap();
+    drop(out); // the pipe closes here
     let addr = line.trim().strip_prefix("framewire listening on http://").unwrap().to_string();
     std::thread::sleep(Duration::from_millis(500));
     assert!(child.try_wait().unwrap().is_none(), "server exited after its stdout closed");

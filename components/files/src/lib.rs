@@ -10,8 +10,8 @@ mod listing;
 use framewire_core::conditional::{self, Conditions, Outcome, Validators};
 use framewire_core::range::{self, ByteRange, Ranges};
 use framewire_core::{byteranges, media_path, mime};
-use framewire_guest::{Body, Reply, header};
-use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
+use framewire_guest::{Body, Reply, get_or_head, header};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use std::time::{Duration, UNIX_EPOCH};
 use wasi::filesystem::types::{Descriptor, DescriptorFlags, DescriptorStat, DescriptorType, OpenFlags, PathFlags};
@@ -21,15 +21,8 @@ const PREFIX: &str = "/media";
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    let target = req.path_with_query().unwrap_or_default();
-    let path = target.split_once('?').map_or(target.as_str(), |(p, _)| p);
-    let head = match req.method() {
-        Method::Get => false,
-        Method::Head => true,
-        _ => {
-            return Reply::error(405, "only GET and HEAD are allowed").header("allow", "GET, HEAD").send(out, false);
-        }
-    };
+    let Some((target, out)) = get_or_head(&req, out) else { return };
+    let (path, head) = (target.path.as_str(), target.head);
     let Some(rest) = path.strip_prefix(PREFIX) else {
         return Reply::error(404, "not found").send(out, head);
     };
@@ -58,7 +51,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     };
     match stat.type_ {
         DescriptorType::Directory if !media.trailing_slash => redirect(out, &format!("{path}/"), head),
-        DescriptorType::Directory => listing::send(&req, &file, path, out, head),
+        DescriptorType::Directory => listing::send(&req, &target.query, &file, path, out, head),
         DescriptorType::RegularFile if !media.trailing_slash => {
             let name = media.segments.last().map_or("", String::as_str);
             serve_file(&req, &file, &stat, name, out, head)

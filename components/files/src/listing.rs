@@ -35,14 +35,13 @@ fn entries(dir: &Descriptor) -> Vec<Entry> {
     out
 }
 
-fn wants_json(req: &IncomingRequest) -> bool {
-    let query_json = req.path_with_query().is_some_and(|p| p.split_once('?').is_some_and(|(_, q)| q.split('&').any(|kv| kv == "format=json")));
-    query_json || header(req, "accept").is_some_and(|a| a.contains("application/json"))
+fn wants_json(req: &IncomingRequest, query: &str) -> bool {
+    query.split('&').any(|kv| kv == "format=json") || header(req, "accept").is_some_and(|a| a.contains("application/json"))
 }
 
-pub fn send(req: &IncomingRequest, dir: &Descriptor, path: &str, out: ResponseOutparam, head: bool) {
+pub fn send(req: &IncomingRequest, query: &str, dir: &Descriptor, path: &str, out: ResponseOutparam, head: bool) {
     let list = entries(dir);
-    if wants_json(req) {
+    if wants_json(req, query) {
         let items: Vec<_> = list
             .iter()
             .map(|e| {

@@ -5,22 +5,11 @@
 //! are spliced from the host's shared buffer into the response body and
 //! never enter this component's memory.
 
-mod bindings {
-    wit_bindgen::generate!({
-        path: "../../wit",
-        world: "framewire:camera/camera-guest",
-        with: {
-            "wasi:io/error@0.2.0": ::wasi::io::error,
-            "wasi:io/streams@0.2.0": ::wasi::io::streams,
-            "wasi:io/poll@0.2.0": ::wasi::io::poll,
-        },
-    });
-}
-use bindings::framewire::camera::{frames, host};
+use framewire_camera::{frames, host, status_name};
 use framewire_core::{mjpeg, query, routes::CameraRoute};
 use serde_json::json;
-use framewire_guest::{NO_CACHE, Reply};
-use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
+use framewire_guest::{NO_CACHE, Reply, Target, get_or_head};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 /// How long one `next` call waits before checking that the client is still
@@ -29,17 +18,8 @@ const FRAME_WAIT_MS: u32 = 1_000;
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    let target = req.path_with_query().unwrap_or_default();
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let head = match req.method() {
-        Method::Get => false,
-        Method::Head => true,
-        _ => {
-            return Reply::error(405, "only GET and HEAD are allowed")
-                .header("allow", "GET, HEAD")
-                .send(out, false);
-        }
-    };
+    let Some((Target { path, query, head }, out)) = get_or_head(&req, out) else { return };
+    let path = path.as_str();
     let Some(route) = framewire_core::routes::camera_route(path) else {
         return Reply::error(404, &format!("no such path: {path}")).send(out, head);
     };
@@ -50,7 +30,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             Err(reply) => reply.send(out, head),
         },
         CameraRoute::Stream(cam) => {
-            let opts = match query::stream_query(query) {
+            let opts = match query::stream_query(&query) {
                 Ok(o) => o,
                 Err(e) => return Reply::error(400, &e.0).send(out, head),
             };
@@ -168,12 +148,7 @@ fn state() -> serde_json::Value {
                 "height": c.height,
                 "target_fps": c.target_fps,
                 "fps": (c.measured_fps * 10.0).round() / 10.0,
-                "status": match c.status {
-                    frames::Status::Starting => "starting",
-                    frames::Status::Live => "live",
-                    frames::Status::NoSignal => "no-signal",
-                    frames::Status::Failed => "failed",
-                },
+                "status": status_name(c.status),
                 "error": c.last_error,
                 "clients": c.clients,
                 "frames_captured": c.frames_captured,

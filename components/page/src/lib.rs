@@ -6,38 +6,18 @@
 //! then keeps them current from `/api/state` and loads the library from the
 //! media route's JSON listing.
 
-mod bindings {
-    wit_bindgen::generate!({
-        path: "../../wit",
-        world: "framewire:camera/camera-guest",
-        with: {
-            "wasi:io/error@0.2.0": ::wasi::io::error,
-            "wasi:io/streams@0.2.0": ::wasi::io::streams,
-            "wasi:io/poll@0.2.0": ::wasi::io::poll,
-        },
-    });
-}
 mod assets;
 
-use bindings::framewire::camera::{frames, host};
+use framewire_camera::{frames, host, status_name};
 use framewire_core::html::escape;
-use framewire_guest::{NO_CACHE, Reply, header};
-use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
+use framewire_guest::{NO_CACHE, Reply, Target, get_or_head, header};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
 fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    let target = req.path_with_query().unwrap_or_default();
-    let path = target.split_once('?').map_or(target.as_str(), |(p, _)| p);
-    let head = match req.method() {
-        Method::Get => false,
-        Method::Head => true,
-        _ => {
-            return Reply::error(405, "only GET and HEAD are allowed")
-                .header("allow", "GET, HEAD")
-                .send(out, false);
-        }
-    };
+    let Some((Target { path, head, .. }, out)) = get_or_head(&req, out) else { return };
+    let path = path.as_str();
     if path == "/" || path == "/index.html" {
         return html(200, page()).send(out, head);
     }
@@ -71,12 +51,7 @@ fn page() -> String {
 /// updates its figures.
 fn card(c: &frames::CameraInfo) -> String {
     let name = escape(&c.name);
-    let status = match c.status {
-        frames::Status::Starting => "starting",
-        frames::Status::Live => "live",
-        frames::Status::NoSignal => "no-signal",
-        frames::Status::Failed => "failed",
-    };
+    let status = status_name(c.status);
     format!(
         r#"<article class="camera" data-camera="{name}" data-status="{status}">
   <header><h3>{name}</h3><span class="status">{status}</span></header>

@@ -1,0 +1,25 @@
+//! The guest side of `framewire:camera` (`wit/camera.wit`), generated once
+//! for every component that imports it. `wasi:io` maps to the `wasi` crate
+//! spin-sdk uses, so a frame's body is a stream spin-sdk's bodies can splice.
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "framewire:camera/camera-guest",
+    with: {
+        "wasi:io/error@0.2.0": ::wasi::io::error,
+        "wasi:io/streams@0.2.0": ::wasi::io::streams,
+        "wasi:io/poll@0.2.0": ::wasi::io::poll,
+    },
+});
+
+pub use framewire::camera::{frames, host};
+
+/// A camera status as it appears in `/api/state` and on the page.
+pub fn status_name(status: frames::Status) -> &'static str {
+    match status {
+        frames::Status::Starting => "starting",
+        frames::Status::Live => "live",
+        frames::Status::NoSignal => "no-signal",
+        frames::Status::Failed => "failed",
+    }
+}
