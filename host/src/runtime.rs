@@ -211,6 +211,7 @@ impl Runtime {
         let engine = Engine::new(&engine_config(options.max_instances))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        crate::filestream::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         guest::add_to_linker(&mut linker)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));

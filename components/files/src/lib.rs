@@ -146,12 +146,12 @@ fn serve_file(req: &IncomingRequest, file: &Descriptor, stat: &DescriptorStat, n
     }
     let sent = match &plan {
         Plan::Single(None) => Ok(()),
-        Plan::Single(Some(r)) => send_range(&mut body, file, *r, Some(stat), true),
+        Plan::Single(Some(r)) => send_range(&mut body, file, *r, Some(stat)),
         Plan::Multi(layout) => (|| {
             let last = layout.parts.len() - 1;
             for (i, part) in layout.parts.iter().enumerate() {
                 body.write_all(part.head.as_bytes())?;
-                send_range(&mut body, file, part.range, (i == last).then_some(stat), false)?;
+                send_range(&mut body, file, part.range, (i == last).then_some(stat))?;
             }
             body.write_all(layout.closing.as_bytes())
         })(),
@@ -169,10 +169,6 @@ enum Plan {
     Multi(byteranges::Layout),
 }
 
-/// A single range this short fits in the body's buffer with the response
-/// head still held (at most two 64 KiB reads; the buffer takes four chunks).
-const HELD_CHECK_MAX: u64 = 128 * 1024;
-
 fn failed(what: &str) -> framewire_guest::Error {
     framewire_guest::Error::Failed(what.to_string())
 }
@@ -180,23 +176,15 @@ fn failed(what: &str) -> framewire_guest::Error {
 /// Splice `r` from the file into the body. With `check`, the response cannot
 /// complete until the file is seen unchanged since `check` was taken, so a
 /// file rewritten while it is served never completes a response with mixed
-/// bytes under the old ETag: a short response is checked while its head is
-/// still held (a change turns it into a 500), a longer one holds back its
-/// last byte.
-/// `alone`: this range is the whole body (nothing written before it).
-fn send_range(body: &mut Body, file: &Descriptor, r: ByteRange, check: Option<&DescriptorStat>, alone: bool) -> Result<(), framewire_guest::Error> {
+/// bytes under the old ETag: the last byte is held back until the file has
+/// been checked. A short response is usually still all in the body's buffer
+/// with its head then, and a change turns it into a 500; a longer one is
+/// cut off.
+fn send_range(body: &mut Body, file: &Descriptor, r: ByteRange, check: Option<&DescriptorStat>) -> Result<(), framewire_guest::Error> {
     let stream = file.read_via_stream(r.start).map_err(|e| failed(&format!("cannot read: {e:?}")))?;
     let Some(before) = check else {
         return body.splice_all(&stream, r.len());
     };
-    if alone && body.head_held() && r.len() <= HELD_CHECK_MAX {
-        body.splice_all(&stream, r.len())?;
-        if body.head_held() {
-            return unchanged(file, before);
-        }
-        // The buffer was smaller than thought: the bytes are out already.
-        return Err(failed("response left before the file could be checked"));
-    }
     body.splice_all(&stream, r.len() - 1)?;
     let last = stream.blocking_read(1).map_err(|_| failed("file shrank while being served"))?;
     unchanged(file, before)?;

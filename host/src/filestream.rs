@@ -1,0 +1,117 @@
+//! `wasi:filesystem` read streams that read on the calling thread.
+//!
+//! wasmtime-wasi's own file stream answers a non-blocking `read` (what
+//! `splice` calls) by starting a 64 KiB read on tokio's blocking pool and
+//! returning nothing: every chunk costs a thread hand-off and a second trip
+//! through the guest. A page-cache read takes microseconds, so this one
+//! reads at once, up to [`MAX_READ`] into a fresh buffer that is handed to
+//! the response body as is. Same import, same semantics: components are
+//! unchanged and still run under plain `wasmtime serve`.
+
+use bytes::Bytes;
+use std::sync::Arc;
+use wasmtime::component::{Linker, Resource};
+use wasmtime_wasi::filesystem::Descriptor;
+use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
+use wasmtime_wasi_io::streams::{DynInputStream, InputStream, StreamError, StreamResult};
+
+use crate::runtime::Ctx;
+
+/// The largest read: a few of these queue per response (the body's channel
+/// holds four chunks), so this bounds a slow client's buffered bytes.
+pub const MAX_READ: usize = 256 * 1024;
+
+/// Must match the wasi:filesystem version wasmtime-wasi registers.
+const TYPES: &str = "wasi:filesystem/types@0.2.12";
+
+/// Replace `[method]descriptor.read-via-stream` in `linker`, which must
+/// already hold wasmtime-wasi's filesystem.
+pub fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
+    // Without shadowing, defining it must fail: that proves wasmtime-wasi's
+    // is there under this name, and that ours replaces it.
+    if linker.instance(TYPES)?.func_wrap("[method]descriptor.read-via-stream", read_via_stream).is_ok() {
+        wasmtime::bail!("wasmtime-wasi no longer provides {TYPES}; update filestream::TYPES");
+    }
+    linker.allow_shadowing(true);
+    linker.instance(TYPES)?.func_wrap("[method]descriptor.read-via-stream", read_via_stream)?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+type ReadViaStream = Result<Resource<DynInputStream>, ErrorCode>;
+
+fn read_via_stream(
+    mut store: wasmtime::StoreContextMut<'_, Ctx>,
+    (fd, offset): (Resource<Descriptor>, u64),
+) -> wasmtime::Result<(ReadViaStream,)> {
+    let table = &mut store.data_mut().table;
+    let file = match table.get(&fd)? {
+        Descriptor::File(f) if f.open_mode.contains(wasmtime_wasi::OpenMode::READ) => f.file.clone(),
+        Descriptor::File(_) => return Ok((Err(ErrorCode::BadDescriptor),)),
+        Descriptor::Dir(_) => return Ok((Err(ErrorCode::IsDirectory),)),
+    };
+    let stream: DynInputStream = Box::new(FileStream { file, position: offset });
+    Ok((Ok(table.push(stream)?),))
+}
+
+struct FileStream {
+    file: Arc<std::fs::File>,
+    position: u64,
+}
+
+impl InputStream for FileStream {
+    fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+        if size == 0 {
+            return Ok(Bytes::new());
+        }
+        let mut buf = Vec::with_capacity(size.min(MAX_READ));
+        loop {
+            match rustix::io::pread(&*self.file, rustix::buffer::spare_capacity(&mut buf), self.position) {
+                Ok(0) => return Err(StreamError::Closed),
+                Ok(n) => {
+                    self.position += n as u64;
+                    return Ok(Bytes::from(buf));
+                }
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(StreamError::LastOperationFailed(std::io::Error::from(e).into())),
+            }
+        }
+    }
+}
+
+#[wasmtime_wasi_io::async_trait]
+impl wasmtime_wasi_io::poll::Pollable for FileStream {
+    // Always ready: a read does not wait, it reads.
+    async fn ready(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(data: &[u8], position: u64) -> FileStream {
+        let mut f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut f, data).unwrap();
+        FileStream { file: Arc::new(f), position }
+    }
+
+    #[test]
+    fn reads_from_its_offset_in_chunks_up_to_the_limit_then_closes() {
+        let data: Vec<u8> = (0..MAX_READ + 1000).map(|i| (i % 251) as u8).collect();
+        let mut s = stream(&data, 10);
+        assert!(s.read(0).unwrap().is_empty());
+        let a = s.read(usize::MAX).unwrap();
+        assert_eq!(&a[..], &data[10..10 + MAX_READ]);
+        let b = s.read(7).unwrap();
+        assert_eq!(&b[..], &data[10 + MAX_READ..17 + MAX_READ]);
+        let c = s.read(usize::MAX).unwrap();
+        assert_eq!(&c[..], &data[17 + MAX_READ..]);
+        assert!(matches!(s.read(1), Err(StreamError::Closed)));
+    }
+
+    #[test]
+    fn a_start_past_the_end_is_closed_at_once() {
+        assert!(matches!(stream(b"abc", 3).read(10), Err(StreamError::Closed)));
+        assert!(matches!(stream(b"abc", 99).read(10), Err(StreamError::Closed)));
+    }
+}
