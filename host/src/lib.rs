@@ -9,7 +9,7 @@ pub mod camera;
 pub mod components;
 pub mod config;
 pub mod encode;
-pub mod filestream;
+pub mod mediafs;
 pub mod frames;
 pub mod guest;
 pub mod routes;

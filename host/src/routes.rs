@@ -2,11 +2,12 @@
 
 use crate::components;
 use crate::config::{ComponentSource, RouteConfig};
+use crate::mediafs::MediaDir;
 use crate::runtime::{Loaded, Runtime};
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use crate::guest::ComponentInfo;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 pub struct Route {
@@ -14,7 +15,7 @@ pub struct Route {
     pub paths: Vec<String>,
     pub source: ComponentSource,
     /// Folder preopened read-only as `/` for this route's instances.
-    pub media: Option<PathBuf>,
+    pub media: Option<MediaDir>,
     /// Swappable so a new version can take over without a restart.
     pub current: ArcSwap<Loaded>,
     /// SHA-256 of the version the current one replaced.
@@ -50,6 +51,7 @@ pub fn read_component(source: &ComponentSource) -> Result<Vec<u8>> {
 
 impl Routes {
     pub fn load(runtime: &Runtime, configs: &[RouteConfig], media: Option<&Path>) -> Result<Routes> {
+        let media = media.map(MediaDir::open).transpose()?;
         let mut list = Vec::new();
         for rc in configs {
             let bytes = read_component(&rc.component).with_context(|| format!("route {}", rc.name))?;
@@ -61,7 +63,7 @@ impl Routes {
                 name: rc.name.clone(),
                 paths: rc.paths.clone(),
                 source: rc.component.clone(),
-                media: if rc.media { media.map(Path::to_path_buf) } else { None },
+                media: if rc.media { media.clone() } else { None },
                 current: ArcSwap::from_pointee(loaded),
                 previous: Mutex::default(),
                 last_error: Mutex::default(),

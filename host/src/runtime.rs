@@ -3,6 +3,7 @@
 
 use crate::frames::Feeds;
 use crate::guest::{self, ComponentInfo};
+use crate::mediafs::MediaDir;
 use anyhow::{Context, Result, anyhow};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, RwLock};
@@ -10,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use std::sync::atomic::{AtomicBool, Ordering};
 use wasmtime::{CallHook, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
-use std::path::{Path, PathBuf};
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use std::path::PathBuf;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -43,6 +44,8 @@ pub struct Ctx {
     http: WasiHttpCtx,
     hooks: NoOutgoing,
     pub host: Arc<HostInfo>,
+    /// The media folder, if this route has one (see [`crate::mediafs`]).
+    pub media: Option<MediaDir>,
     /// Host calls the guest has made; the epoch check compares it tick to
     /// tick to see whether the guest has been computing all along.
     host_calls: u64,
@@ -211,7 +214,7 @@ impl Runtime {
         let engine = Engine::new(&engine_config(options.max_instances))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        crate::filestream::add_to_linker(&mut linker)?;
+        crate::mediafs::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         guest::add_to_linker(&mut linker)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -276,22 +279,20 @@ impl Runtime {
     }
 
     /// A fresh store for one instance; `media` is preopened read-only as `/`.
-    fn store(&self, media: Option<&Path>) -> Result<Store<Ctx>> {
+    fn store(&self, media: Option<&MediaDir>) -> Result<Store<Ctx>> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr();
-        // Page-cache reads take microseconds: doing them on this thread beats
-        // a round trip through the blocking pool for every chunk.
+        // Page-cache reads and stats take microseconds: doing them on this
+        // thread beats a round trip through the blocking pool. The media
+        // folder is not preopened here: see `mediafs`.
         wasi.allow_blocking_current_thread(true);
-        if let Some(dir) = media {
-            wasi.preopened_dir(dir, "/", FsPerms::ReadOnly)
-                .map_err(|e| anyhow!("cannot open media folder {}: {e}", dir.display()))?;
-        }
         let ctx = Ctx {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             hooks: NoOutgoing,
             host: self.host.clone(),
+            media: media.cloned(),
             host_calls: 0,
             seen_calls: 0,
             busy_ticks: 0,
@@ -335,13 +336,13 @@ impl Runtime {
 
     /// Instantiate once without serving anything: a component whose start-up
     /// traps, or that cannot be instantiated, fails here and not on a request.
-    pub async fn smoke_test(&self, component: &Loaded, media: Option<&Path>) -> Result<()> {
+    pub async fn smoke_test(&self, component: &Loaded, media: Option<&MediaDir>) -> Result<()> {
         self.instantiate(component, media).await.map(drop)
     }
 
     /// A fresh store and instance of `component`: what every request pays
     /// before the handler runs. [`Overloaded`] when the pool is full.
-    pub async fn instantiate(&self, component: &Loaded, media: Option<&Path>) -> Result<(Store<Ctx>, Proxy)> {
+    pub async fn instantiate(&self, component: &Loaded, media: Option<&MediaDir>) -> Result<(Store<Ctx>, Proxy)> {
         let mut store = self.store(media)?;
         match component.pre.instantiate_async(&mut store).await {
             Ok(proxy) => Ok((store, proxy)),
@@ -358,7 +359,7 @@ impl Runtime {
         &self,
         component: Arc<Loaded>,
         req: hyper::Request<B>,
-        media: Option<&Path>,
+        media: Option<&MediaDir>,
     ) -> Result<hyper::Response<HyperOutgoingBody>>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,

@@ -63,7 +63,7 @@ impl App {
             Ok(req) => req,
             Err(too_large) => return too_large,
         };
-        match self.runtime.handle(route.current.load_full(), req, route.media.as_deref()).await {
+        match self.runtime.handle(route.current.load_full(), req, route.media.as_ref()).await {
             Ok(resp) => resp,
             Err(e) if e.downcast_ref::<Overloaded>().is_some() => {
                 tracing::warn!(route = %route.name, "{e}");

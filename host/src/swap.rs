@@ -38,7 +38,7 @@ impl App {
         let loaded = tokio::task::spawn_blocking(move || app.runtime.load(&source, &bytes))
             .await
             .context("compile task failed")??;
-        self.runtime.smoke_test(&loaded, r.media.as_deref()).await?;
+        self.runtime.smoke_test(&loaded, r.media.as_ref()).await?;
         let old = r.current.swap(Arc::new(loaded));
         *r.previous.lock().unwrap() = Some(old.sha256.clone());
         Ok(())

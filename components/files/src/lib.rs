@@ -10,7 +10,7 @@ mod listing;
 use framewire_core::conditional::{self, Conditions, Outcome, Validators};
 use framewire_core::range::{self, ByteRange, Ranges};
 use framewire_core::{byteranges, media_path, mime};
-use framewire_guest::{Body, Reply, get_or_head, header};
+use framewire_guest::{Body, Headers, Reply, get_or_head};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use std::time::{Duration, UNIX_EPOCH};
@@ -51,10 +51,10 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     };
     match stat.type_ {
         DescriptorType::Directory if !media.trailing_slash => redirect(out, &format!("{path}/"), head),
-        DescriptorType::Directory => listing::send(&req, &target.query, &file, path, out, head),
+        DescriptorType::Directory => listing::send(&target.headers, &target.query, &file, path, out, head),
         DescriptorType::RegularFile if !media.trailing_slash => {
             let name = media.segments.last().map_or("", String::as_str);
-            serve_file(&req, &file, &stat, name, out, head)
+            serve_file(&target.headers, &file, &stat, name, out, head)
         }
         _ => Reply::error(404, "not found").send(out, head),
     }
@@ -81,7 +81,7 @@ fn validators(file: &Descriptor, stat: &DescriptorStat) -> Validators {
     Validators::for_file(identity, stat.size, modified(stat))
 }
 
-fn serve_file(req: &IncomingRequest, file: &Descriptor, stat: &DescriptorStat, name: &str, out: ResponseOutparam, head: bool) {
+fn serve_file(request: &Headers, file: &Descriptor, stat: &DescriptorStat, name: &str, out: ResponseOutparam, head: bool) {
     let v = validators(file, stat);
     let size = stat.size;
     let headers = |r: Reply| {
@@ -92,11 +92,11 @@ fn serve_file(req: &IncomingRequest, file: &Descriptor, stat: &DescriptorStat, n
             .header("x-content-type-options", "nosniff")
     };
     let (im, inm, ims, ius, ir) = (
-        header(req, "if-match"),
-        header(req, "if-none-match"),
-        header(req, "if-modified-since"),
-        header(req, "if-unmodified-since"),
-        header(req, "if-range"),
+        request.get("if-match"),
+        request.get("if-none-match"),
+        request.get("if-modified-since"),
+        request.get("if-unmodified-since"),
+        request.get("if-range"),
     );
     let conds = Conditions {
         if_match: im.as_deref(),
@@ -111,7 +111,7 @@ fn serve_file(req: &IncomingRequest, file: &Descriptor, stat: &DescriptorStat, n
         Outcome::Proceed { honor_range } => honor_range,
     };
     let ctype = mime::content_type(name);
-    let ranges = match header(req, "range") {
+    let ranges = match request.get("range") {
         Some(r) if honor_range => range::evaluate(&r, size),
         _ => Ranges::Full,
     };
@@ -176,16 +176,19 @@ fn failed(what: &str) -> framewire_guest::Error {
 /// Splice `r` from the file into the body. With `check`, the response cannot
 /// complete until the file is seen unchanged since `check` was taken, so a
 /// file rewritten while it is served never completes a response with mixed
-/// bytes under the old ETag: the last byte is held back until the file has
-/// been checked. A short response is usually still all in the body's buffer
-/// with its head then, and a change turns it into a 500; a longer one is
-/// cut off.
+/// bytes under the old ETag. A range that fits in the body's buffer with its
+/// head is checked before the head leaves (a change turns it into a 500); a
+/// longer one holds back its last byte until the check, and is cut off.
 fn send_range(body: &mut Body, file: &Descriptor, r: ByteRange, check: Option<&DescriptorStat>) -> Result<(), framewire_guest::Error> {
     let stream = file.read_via_stream(r.start).map_err(|e| failed(&format!("cannot read: {e:?}")))?;
     let Some(before) = check else {
         return body.splice_all(&stream, r.len());
     };
-    body.splice_all(&stream, r.len() - 1)?;
+    let held = if body.head_held() { body.splice_held(&stream, r.len())? } else { 0 };
+    if held == r.len() {
+        return unchanged(file, before);
+    }
+    body.splice_all(&stream, r.len() - held - 1)?;
     let last = stream.blocking_read(1).map_err(|_| failed("file shrank while being served"))?;
     unchanged(file, before)?;
     if last.len() != 1 {

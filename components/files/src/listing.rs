@@ -2,9 +2,9 @@
 
 use framewire_core::html::escape;
 use framewire_core::media_path::encode_segment;
-use framewire_guest::{NO_CACHE, Reply, header};
+use framewire_guest::{Headers, NO_CACHE, Reply};
 use serde_json::json;
-use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+use spin_sdk::http::ResponseOutparam;
 use wasi::filesystem::types::{Descriptor, DescriptorType, PathFlags};
 
 struct Entry {
@@ -35,13 +35,13 @@ fn entries(dir: &Descriptor) -> Vec<Entry> {
     out
 }
 
-fn wants_json(req: &IncomingRequest, query: &str) -> bool {
-    query.split('&').any(|kv| kv == "format=json") || header(req, "accept").is_some_and(|a| a.contains("application/json"))
+fn wants_json(headers: &Headers, query: &str) -> bool {
+    query.split('&').any(|kv| kv == "format=json") || headers.get("accept").is_some_and(|a| a.contains("application/json"))
 }
 
-pub fn send(req: &IncomingRequest, query: &str, dir: &Descriptor, path: &str, out: ResponseOutparam, head: bool) {
+pub fn send(headers: &Headers, query: &str, dir: &Descriptor, path: &str, out: ResponseOutparam, head: bool) {
     let list = entries(dir);
-    if wants_json(req, query) {
+    if wants_json(headers, query) {
         let items: Vec<_> = list
             .iter()
             .map(|e| {

@@ -130,6 +130,27 @@ impl Body {
         Ok(())
     }
 
+    /// Splice up to `len` bytes from `input` while they fit in the body's
+    /// buffer with the response head still held: never sends the head, so
+    /// the caller may still turn the response into an error. Returns the
+    /// number of bytes moved; fewer than `len` once the buffer is full.
+    pub fn splice_held(&mut self, input: &InputStream, len: u64) -> Result<u64, Error> {
+        let mut moved = 0;
+        while moved < len && self.head_held() {
+            let n = self.out().check_write()?.min(len - moved);
+            if n == 0 {
+                break;
+            }
+            match self.out().splice(input, n) {
+                Ok(0) => input.subscribe().block(),
+                Ok(m) => moved += m,
+                Err(StreamError::Closed) => return Err(Error::Failed(format!("source ended {} bytes early", len - moved))),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(moved)
+    }
+
     /// Fails once the client has gone away.
     pub fn check_open(&self) -> Result<(), Error> {
         self.out().check_write().map(|_| ()).map_err(Error::from)

@@ -9,11 +9,12 @@ pub use body::{Body, Error, STALL_LIMIT_NS};
 pub use reply::{NO_CACHE, Reply};
 
 /// What a read-only handler is asked for: a GET or HEAD request's path and
-/// query (the part after `?`, empty if none).
+/// query (the part after `?`, empty if none), and its headers.
 pub struct Target {
     pub path: String,
     pub query: String,
     pub head: bool,
+    pub headers: Headers,
 }
 
 /// The request's target if it is a GET or HEAD. Any other method is
@@ -33,15 +34,22 @@ pub fn get_or_head(
     };
     let target = req.path_with_query().unwrap_or_default();
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    Some((Target { path: path.to_string(), query: query.to_string(), head }, out))
+    let headers = Headers(req.headers().entries());
+    Some((Target { path: path.to_string(), query: query.to_string(), head, headers }, out))
 }
 
-/// A header's value, if the request has it (repeated headers joined by commas).
-pub fn header(req: &spin_sdk::http::IncomingRequest, name: &str) -> Option<String> {
-    let values = req.headers().get(&name.to_string());
-    if values.is_empty() {
-        return None;
+/// A request's headers, fetched from the host in one call.
+pub struct Headers(Vec<(String, Vec<u8>)>);
+
+impl Headers {
+    /// A header's value, if the request has it (repeated headers joined by commas).
+    pub fn get(&self, name: &str) -> Option<String> {
+        let values: Vec<_> = self
+            .0
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v))
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
     }
-    let joined: Vec<String> = values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
-    Some(joined.join(", "))
 }

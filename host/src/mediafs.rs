@@ -1,17 +1,27 @@
-//! `wasi:filesystem` read streams that read on the calling thread.
+//! The media folder as components see it through `wasi:filesystem`, made
+//! cheap per request. Two imports are replaced, same signatures and
+//! semantics, so components are unchanged and still run under plain
+//! `wasmtime serve`:
 //!
-//! wasmtime-wasi's own file stream answers a non-blocking `read` (what
-//! `splice` calls) by starting a 64 KiB read on tokio's blocking pool and
-//! returning nothing: every chunk costs a thread hand-off and a second trip
-//! through the guest. A page-cache read takes microseconds, so this one
-//! reads at once, up to [`MAX_READ`] into a fresh buffer that is handed to
-//! the response body as is. Same import, same semantics: components are
-//! unchanged and still run under plain `wasmtime serve`.
+//! - `preopens.get-directories`: wasmtime-wasi opens a preopened folder by
+//!   path for every store (a path walk, an open and a close per request);
+//!   here it is opened once ([`MediaDir`]) and each instance gets a handle
+//!   on the same descriptor, only when it asks.
+//! - `descriptor.read-via-stream`: wasmtime-wasi's file stream answers a
+//!   non-blocking `read` (what `splice` calls) by starting a 64 KiB read on
+//!   tokio's blocking pool and returning nothing: every chunk costs a thread
+//!   hand-off and a second trip through the guest. A page-cache read takes
+//!   microseconds, so this one reads at once, up to [`MAX_READ`], into a
+//!   fresh unzeroed buffer that goes to the response body as is.
 
 use bytes::Bytes;
 use std::sync::Arc;
 use wasmtime::component::{Linker, Resource};
-use wasmtime_wasi::filesystem::Descriptor;
+use anyhow::Context;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use wasmtime_wasi::filesystem::{Descriptor, Dir};
+use wasmtime_wasi::{FsPerms, OpenMode};
 use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
 use wasmtime_wasi_io::streams::{DynInputStream, InputStream, StreamError, StreamResult};
 
@@ -23,19 +33,47 @@ pub const MAX_READ: usize = 256 * 1024;
 
 /// Must match the wasi:filesystem version wasmtime-wasi registers.
 const TYPES: &str = "wasi:filesystem/types@0.2.12";
+const PREOPENS: &str = "wasi:filesystem/preopens@0.2.12";
 
-/// Replace `[method]descriptor.read-via-stream` in `linker`, which must
-/// already hold wasmtime-wasi's filesystem.
+/// A media folder, opened once, read-only; instances see it as `/`.
+#[derive(Clone)]
+pub struct MediaDir(Dir);
+
+impl MediaDir {
+    pub fn open(path: &Path) -> anyhow::Result<MediaDir> {
+        // As wasmtime-wasi opens preopens: a path handle, only for *at calls.
+        let flags = rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::PATH;
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags.bits() as i32)
+            .open(path)
+            .with_context(|| format!("cannot open media folder {}", path.display()))?;
+        Ok(MediaDir(Dir::new(dir, FsPerms::ReadOnly, OpenMode::READ, true)))
+    }
+}
+
+/// Replace the two imports in `linker`, which must already hold
+/// wasmtime-wasi's filesystem.
 pub fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
-    // Without shadowing, defining it must fail: that proves wasmtime-wasi's
-    // is there under this name, and that ours replaces it.
+    // Without shadowing, defining them must fail: that proves wasmtime-wasi's
+    // are there under these names, and that ours replace them.
     if linker.instance(TYPES)?.func_wrap("[method]descriptor.read-via-stream", read_via_stream).is_ok() {
-        wasmtime::bail!("wasmtime-wasi no longer provides {TYPES}; update filestream::TYPES");
+        wasmtime::bail!("wasmtime-wasi no longer provides {TYPES}; update mediafs::TYPES");
+    }
+    if linker.instance(PREOPENS)?.func_wrap("get-directories", get_directories).is_ok() {
+        wasmtime::bail!("wasmtime-wasi no longer provides {PREOPENS}; update mediafs::PREOPENS");
     }
     linker.allow_shadowing(true);
     linker.instance(TYPES)?.func_wrap("[method]descriptor.read-via-stream", read_via_stream)?;
+    linker.instance(PREOPENS)?.func_wrap("get-directories", get_directories)?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+fn get_directories(mut store: wasmtime::StoreContextMut<'_, Ctx>, (): ()) -> wasmtime::Result<(Vec<(Resource<Descriptor>, String)>,)> {
+    let ctx = store.data_mut();
+    let Some(MediaDir(dir)) = ctx.media.clone() else { return Ok((Vec::new(),)) };
+    Ok((vec![(ctx.table.push(Descriptor::Dir(dir))?, "/".to_string())],))
 }
 
 type ReadViaStream = Result<Resource<DynInputStream>, ErrorCode>;
