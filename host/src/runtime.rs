@@ -370,28 +370,36 @@ impl Runtime {
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(tx)?;
         let source = component.source.clone();
-        let task = tokio::spawn(async move {
+        // How the handler ended, for this request if it has no response yet;
+        // once the response is out, the task reports failures itself.
+        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<wasmtime::Result<()>>();
+        let task_source = source.clone();
+        tokio::spawn(async move {
             // The version stays loaded while any of its instances runs, and
             // goes (compiled code and all) with the last one after a swap.
             let _version = component;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+            let ended = proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await;
+            if let Err(Err(e)) = done_tx.send(ended) {
+                tracing::warn!(component = %task_source, "handler failed after responding: {e:#}");
+            }
         });
         match rx.await {
             Ok(Ok(resp)) => {
-                // The instance lives on in its task while the body streams;
-                // report how it ends.
-                tokio::spawn(async move {
-                    if let Ok(Err(e)) = task.await {
-                        tracing::warn!(component = %source, "handler failed after responding: {e:#}");
-                    }
-                });
+                // From here on the task reports; an end it already sent is
+                // reported here.
+                done_rx.close();
+                if let Ok(Err(e)) = done_rx.try_recv() {
+                    tracing::warn!(component = %source, "handler failed after responding: {e:#}");
+                }
                 Ok(resp)
             }
             Ok(Err(code)) => Err(anyhow!("{source} answered with error {code:?}")),
-            Err(_) => match task.await {
+            // The response went unset: the handler has ended (its store, and
+            // with it the response slot, is dropped after it reports).
+            Err(_) => match done_rx.await {
                 Ok(Ok(())) => Err(anyhow!("{source} returned without sending a response")),
                 Ok(Err(e)) => Err(anyhow!("{source} failed: {e:#}")),
-                Err(e) => Err(anyhow!("{source} panicked: {e}")),
+                Err(_) => Err(anyhow!("{source} panicked")),
             },
         }
         .context("handler error")
