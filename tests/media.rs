@@ -285,6 +285,30 @@ async fn listings() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_media_folder_is_picked_up() {
+    // The folder is opened once, not per request; replacing it (a new folder
+    // renamed into place) must still show within a couple of seconds.
+    let m = media().await;
+    assert_eq!(m.get("/media/data.bin", &[]).await.status, 200);
+    let fresh = m.dir.path().join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    std::fs::write(fresh.join("new.txt"), b"new folder").unwrap();
+    std::fs::rename(m.root(), m.dir.path().join("old")).unwrap();
+    std::fs::rename(&fresh, m.root()).unwrap();
+    let start = std::time::Instant::now();
+    let r = loop {
+        let r = m.get("/media/new.txt", &[]).await;
+        if r.status == 200 || start.elapsed() > Duration::from_secs(5) {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((r.status, &r.body[..]), (200, &b"new folder"[..]), "the new folder never showed");
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+    assert_eq!(m.get("/media/data.bin", &[]).await.status, 404, "the old folder is still served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_gib_sparse_file_streams_in_bounded_memory() {
     let _alone = HEAVY.lock().await;
     let m = media().await;

@@ -5,8 +5,8 @@
 //!
 //! - `preopens.get-directories`: wasmtime-wasi opens a preopened folder by
 //!   path for every store (a path walk, an open and a close per request);
-//!   here it is opened once ([`MediaDir`]) and each instance gets a handle
-//!   on the same descriptor, only when it asks.
+//!   here it is opened once ([`MediaDir`], reopened at most every second)
+//!   and each instance gets a handle on the same descriptor, when it asks.
 //! - `descriptor.read-via-stream`: wasmtime-wasi's file stream answers a
 //!   non-blocking `read` (what `splice` calls) by starting a 64 KiB read on
 //!   tokio's blocking pool and returning nothing: every chunk costs a thread
@@ -14,18 +14,18 @@
 //!   microseconds, so this one reads at once, up to [`MAX_READ`], into a
 //!   fresh unzeroed buffer that goes to the response body as is.
 
-use bytes::Bytes;
-use std::sync::Arc;
-use wasmtime::component::{Linker, Resource};
-use anyhow::Context;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
-use wasmtime_wasi::filesystem::{Descriptor, Dir};
-use wasmtime_wasi::{FsPerms, OpenMode};
-use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
-use wasmtime_wasi_io::streams::{DynInputStream, InputStream, StreamError, StreamResult};
-
 use crate::runtime::Ctx;
+use anyhow::Context;
+use bytes::Bytes;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Linker, Resource};
+use wasmtime_wasi::filesystem::{Descriptor, Dir};
+use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
+use wasmtime_wasi::{FsPerms, OpenMode};
+use wasmtime_wasi_io::streams::{DynInputStream, InputStream, StreamError, StreamResult};
 
 /// The largest read: a few of these queue per response (the body's channel
 /// holds four chunks), so this bounds a slow client's buffered bytes.
@@ -35,21 +35,50 @@ pub const MAX_READ: usize = 256 * 1024;
 const TYPES: &str = "wasi:filesystem/types@0.2.12";
 const PREOPENS: &str = "wasi:filesystem/preopens@0.2.12";
 
-/// A media folder, opened once, read-only; instances see it as `/`.
+/// A media folder, opened once and shared by every instance, read-only;
+/// instances see it as `/`. Reopened by path at most every [`REOPEN_AFTER`],
+/// so a folder replaced (renamed over, or deleted and made again) is picked
+/// up as soon as that, as nginx's `open_file_cache_valid` does.
 #[derive(Clone)]
-pub struct MediaDir(Dir);
+pub struct MediaDir(Arc<Shared>);
+
+struct Shared {
+    path: PathBuf,
+    opened: Mutex<(Dir, Instant)>,
+}
+
+pub const REOPEN_AFTER: Duration = Duration::from_secs(1);
 
 impl MediaDir {
     pub fn open(path: &Path) -> anyhow::Result<MediaDir> {
-        // As wasmtime-wasi opens preopens: a path handle, only for *at calls.
-        let flags = rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::PATH;
-        let dir = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(flags.bits() as i32)
-            .open(path)
-            .with_context(|| format!("cannot open media folder {}", path.display()))?;
-        Ok(MediaDir(Dir::new(dir, FsPerms::ReadOnly, OpenMode::READ, true)))
+        let dir = open_dir(path)?;
+        Ok(MediaDir(Arc::new(Shared { path: path.to_path_buf(), opened: Mutex::new((dir, Instant::now())) })))
     }
+
+    /// The folder's descriptor, reopened first if it is due.
+    fn current(&self) -> Dir {
+        let mut opened = self.0.opened.lock().unwrap_or_else(|e| e.into_inner());
+        if opened.1.elapsed() >= REOPEN_AFTER {
+            match open_dir(&self.0.path) {
+                Ok(dir) => opened.0 = dir,
+                // Gone for now: keep serving what was opened last.
+                Err(e) => tracing::warn!("{e:#}"),
+            }
+            opened.1 = Instant::now();
+        }
+        opened.0.clone()
+    }
+}
+
+fn open_dir(path: &Path) -> anyhow::Result<Dir> {
+    // As wasmtime-wasi opens preopens: a path handle, only for *at calls.
+    let flags = rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::PATH;
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+        .with_context(|| format!("cannot open media folder {}", path.display()))?;
+    Ok(Dir::new(dir, FsPerms::ReadOnly, OpenMode::READ, true))
 }
 
 /// Replace the two imports in `linker`, which must already hold
@@ -72,7 +101,8 @@ pub fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
 
 fn get_directories(mut store: wasmtime::StoreContextMut<'_, Ctx>, (): ()) -> wasmtime::Result<(Vec<(Resource<Descriptor>, String)>,)> {
     let ctx = store.data_mut();
-    let Some(MediaDir(dir)) = ctx.media.clone() else { return Ok((Vec::new(),)) };
+    let Some(media) = &ctx.media else { return Ok((Vec::new(),)) };
+    let dir = media.current();
     Ok((vec![(ctx.table.push(Descriptor::Dir(dir))?, "/".to_string())],))
 }
 
@@ -84,7 +114,7 @@ fn read_via_stream(
 ) -> wasmtime::Result<(ReadViaStream,)> {
     let table = &mut store.data_mut().table;
     let file = match table.get(&fd)? {
-        Descriptor::File(f) if f.open_mode.contains(wasmtime_wasi::OpenMode::READ) => f.file.clone(),
+        Descriptor::File(f) if f.open_mode.contains(OpenMode::READ) => f.file.clone(),
         Descriptor::File(_) => return Ok((Err(ErrorCode::BadDescriptor),)),
         Descriptor::Dir(_) => return Ok((Err(ErrorCode::IsDirectory),)),
     };
