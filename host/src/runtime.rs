@@ -278,7 +278,7 @@ impl Runtime {
         })
     }
 
-    /// A fresh store for one instance; `media` is preopened read-only as `/`.
+    /// A fresh store for one instance; `media` is what it sees as `/` (see `mediafs`).
     fn store(&self, media: Option<&MediaDir>) -> Result<Store<Ctx>> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr();

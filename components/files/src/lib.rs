@@ -49,12 +49,13 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let Ok(stat) = file.stat() else {
         return Reply::error(404, "not found").send(out, head);
     };
+    let headers = Headers::of(&req);
     match stat.type_ {
         DescriptorType::Directory if !media.trailing_slash => redirect(out, &format!("{path}/"), head),
-        DescriptorType::Directory => listing::send(&target.headers, &target.query, &file, path, out, head),
+        DescriptorType::Directory => listing::send(&headers, &target.query, &file, path, out, head),
         DescriptorType::RegularFile if !media.trailing_slash => {
             let name = media.segments.last().map_or("", String::as_str);
-            serve_file(&target.headers, &file, &stat, name, out, head)
+            serve_file(&headers, &file, &stat, name, out, head)
         }
         _ => Reply::error(404, "not found").send(out, head),
     }

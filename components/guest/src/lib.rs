@@ -9,12 +9,11 @@ pub use body::{Body, Error, STALL_LIMIT_NS};
 pub use reply::{NO_CACHE, Reply};
 
 /// What a read-only handler is asked for: a GET or HEAD request's path and
-/// query (the part after `?`, empty if none), and its headers.
+/// query (the part after `?`, empty if none).
 pub struct Target {
     pub path: String,
     pub query: String,
     pub head: bool,
-    pub headers: Headers,
 }
 
 /// The request's target if it is a GET or HEAD. Any other method is
@@ -34,14 +33,18 @@ pub fn get_or_head(
     };
     let target = req.path_with_query().unwrap_or_default();
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let headers = Headers(req.headers().entries());
-    Some((Target { path: path.to_string(), query: query.to_string(), head, headers }, out))
+    Some((Target { path: path.to_string(), query: query.to_string(), head }, out))
 }
 
 /// A request's headers, fetched from the host in one call.
 pub struct Headers(Vec<(String, Vec<u8>)>);
 
 impl Headers {
+    /// Only handlers that read headers fetch them: three host calls.
+    pub fn of(req: &spin_sdk::http::IncomingRequest) -> Headers {
+        Headers(req.headers().entries())
+    }
+
     /// A header's value, if the request has it (repeated headers joined by commas).
     pub fn get(&self, name: &str) -> Option<String> {
         let values: Vec<_> = self

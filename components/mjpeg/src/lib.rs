@@ -18,7 +18,7 @@ const FRAME_WAIT_MS: u32 = 1_000;
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    let Some((Target { path, query, head, .. }, out)) = get_or_head(&req, out) else { return };
+    let Some((Target { path, query, head }, out)) = get_or_head(&req, out) else { return };
     let path = path.as_str();
     let Some(route) = framewire_core::routes::camera_route(path) else {
         return Reply::error(404, &format!("no such path: {path}")).send(out, head);

@@ -10,19 +10,19 @@ mod assets;
 
 use framewire_camera::{frames, host, status_name};
 use framewire_core::html::escape;
-use framewire_guest::{NO_CACHE, Reply, Target, get_or_head};
+use framewire_guest::{Headers, NO_CACHE, Reply, Target, get_or_head};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
 fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    let Some((Target { path, head, headers, .. }, out)) = get_or_head(&req, out) else { return };
+    let Some((Target { path, head, .. }, out)) = get_or_head(&req, out) else { return };
     let path = path.as_str();
     if path == "/" || path == "/index.html" {
         return html(200, page()).send(out, head);
     }
     match assets::find(path) {
-        Some(asset) => asset.send(headers.get("if-none-match").as_deref(), out, head),
+        Some(asset) => asset.send(Headers::of(&req).get("if-none-match").as_deref(), out, head),
         None => html(404, not_found(path)).send(out, head),
     }
 }
