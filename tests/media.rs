@@ -198,6 +198,29 @@ async fn conditional_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_replaced_with_the_same_size_and_time_gets_a_new_etag() {
+    // What `cp -p` or `rsync -t` of another version does: size and mtime
+    // unchanged, different bytes. A cache revalidating must not get 304.
+    let m = media().await;
+    let path = m.root().join("replaced.bin");
+    std::fs::write(&path, b"first version").unwrap();
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let first = m.get("/media/replaced.bin", &[]).await;
+    let etag = first.header("etag").unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let tmp = m.root().join("replaced.tmp");
+    std::fs::write(&tmp, b"other version").unwrap();
+    std::fs::File::options().write(true).open(&tmp).unwrap().set_modified(mtime).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+
+    let r = m.get("/media/replaced.bin", &[("if-none-match", &etag)]).await;
+    assert_eq!((r.status, &r.body[..]), (200, &b"other version"[..]), "old ETag {etag}, now {:?}", r.header("etag"));
+    assert_ne!(r.header("etag"), Some(etag.as_str()));
+    assert_eq!(r.header("last-modified"), first.header("last-modified"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn content_types_and_empty_files() {
     let m = media().await;
     for (ext, ct) in [

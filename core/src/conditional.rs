@@ -12,8 +12,9 @@ pub struct Validators {
 }
 
 impl Validators {
-    /// Validators for a file: the tag changes when its identity (inode and
-    /// device, hashed), size or modification time does.
+    /// Validators for a file: the tag changes when its identity (any number
+    /// that changes when another file takes its place), size or
+    /// modification time does.
     pub fn for_file(identity: u64, size: u64, modified: SystemTime) -> Self {
         let nanos = modified.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
         Validators { etag: format!("\"{identity:x}-{size:x}-{nanos:x}\""), last_modified: modified }

@@ -86,6 +86,10 @@ pub struct ServeArgs {
     /// Largest request body in bytes; larger gets 413 [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     pub max_body_bytes: Option<u64>,
+    /// Threads serving HTTP, each accepting connections and running their
+    /// requests' instances [default: one per core].
+    #[arg(long, value_name = "N")]
+    pub http_threads: Option<usize>,
 }
 
 /// The config file's shape.
@@ -105,6 +109,7 @@ struct FileConfig {
     cpu_limit_ms: Option<u64>,
     max_header_bytes: Option<usize>,
     max_body_bytes: Option<u64>,
+    http_threads: Option<usize>,
     #[serde(default)]
     routes: BTreeMap<String, FileRoute>,
 }
@@ -166,6 +171,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub runtime: crate::runtime::Options,
     pub http: crate::server::HttpLimits,
+    /// Threads serving HTTP (see [`crate::Server`]).
+    pub http_threads: usize,
 }
 
 /// The routes every framewire serves unless told otherwise.
@@ -321,6 +328,11 @@ impl Config {
                     max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(defaults.max_body_bytes),
                 }
             },
+            http_threads: match args.http_threads.or(file.http_threads) {
+                Some(0) => bail!("http-threads must be at least 1"),
+                Some(n) => n,
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            },
         })
     }
 }
@@ -355,6 +367,7 @@ mod tests {
         let args = ServeArgs { config: Some(f.path().to_path_buf()), ..Default::default() };
         let c = Config::from_args(&args).unwrap();
         assert_eq!(c.listen.port(), 9000);
+        assert!(c.http_threads >= 1, "one per core by default");
         assert_eq!(c.cameras.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(c.routes[0].component, ComponentSource::File(f.path().parent().unwrap().join("m.wasm")));
         let extra = c.routes.iter().find(|r| r.name == "extra").unwrap();
@@ -375,6 +388,7 @@ mod tests {
             ("[routes.mjpeg]\npaths = [\"nope\"]", "must start with '/'"),
             ("media = \"/nonexistent/media\"", "not a directory"),
             ("admin = \"nowhere\"", "expected IP:PORT or off"),
+            ("http_threads = 0", "http-threads must be at least 1"),
         ] {
             let f = write(text);
             let args = ServeArgs { config: Some(f.path().to_path_buf()), ..Default::default() };

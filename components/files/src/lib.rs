@@ -77,13 +77,17 @@ fn modified(stat: &DescriptorStat) -> std::time::SystemTime {
         .map_or(UNIX_EPOCH, |t| UNIX_EPOCH + Duration::new(t.seconds, t.nanoseconds))
 }
 
-fn validators(file: &Descriptor, stat: &DescriptorStat) -> Validators {
-    let identity = file.metadata_hash().map_or(0, |h| h.lower);
-    Validators::for_file(identity, stat.size, modified(stat))
+/// The status-change time stands for the file's identity: a file renamed or
+/// copied over this one, even with the same size and modification time, has
+/// its own, and it comes with the stat already taken (an inode hash would
+/// cost another host call and stat per request).
+fn validators(stat: &DescriptorStat) -> Validators {
+    let changed = stat.status_change_timestamp.as_ref().map_or(0, |t| t.seconds.wrapping_mul(1_000_000_000).wrapping_add(t.nanoseconds.into()));
+    Validators::for_file(changed, stat.size, modified(stat))
 }
 
 fn serve_file(request: &Headers, file: &Descriptor, stat: &DescriptorStat, name: &str, out: ResponseOutparam, head: bool) {
-    let v = validators(file, stat);
+    let v = validators(stat);
     let size = stat.size;
     let headers = |r: Reply| {
         r.header("etag", &v.etag)
