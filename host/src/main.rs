@@ -3,6 +3,9 @@ use clap::Parser;
 use std::io::Write;
 use framewire::config::{Cli, Command, Config};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
