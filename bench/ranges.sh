@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
-FRAMEWIRE=target/release/framewire
+FRAMEWIRE="${FRAMEWIRE:-target/release/framewire}"
 work=$(mktemp -d /tmp/framewire-ranges.XXXXXX)
 pids=()
 cleanup() {
