@@ -82,7 +82,7 @@ fn modified(stat: &DescriptorStat) -> std::time::SystemTime {
 /// its own, and it comes with the stat already taken (an inode hash would
 /// cost another host call and stat per request).
 fn validators(stat: &DescriptorStat) -> Validators {
-    let changed = stat.status_change_timestamp.as_ref().map_or(0, |t| t.seconds.wrapping_mul(1_000_000_000).wrapping_add(t.nanoseconds.into()));
+    let changed = stamp(&stat.status_change_timestamp).map_or(0, |(s, ns)| s.wrapping_mul(1_000_000_000).wrapping_add(ns.into()));
     Validators::for_file(changed, stat.size, modified(stat))
 }
 
