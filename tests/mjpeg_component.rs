@@ -145,6 +145,26 @@ async fn snapshot_is_the_latest_frame() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_before_the_first_frame_waits_for_it() {
+    // A camera just started has no frame for a moment: a snapshot asked for
+    // then gets the first one rather than a 503.
+    let h = Arc::new(Harness::new());
+    let publisher = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            h.publish(b"first-frame", SystemTime::now())
+        })
+    };
+    let start = Instant::now();
+    let resp = h.request("GET", "/cameras/fake/snapshot").await;
+    assert_eq!(resp.status(), 200);
+    assert!(start.elapsed() >= Duration::from_millis(250), "answered before the frame existed");
+    assert_eq!(&body_bytes(resp).await[..], b"first-frame");
+    publisher.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_json_with_the_right_status() {
     let h = Harness::new();
     let r = h.request("GET", "/cameras/nope/stream").await;
@@ -161,7 +181,10 @@ async fn errors_are_json_with_the_right_status() {
     }
     assert_eq!(h.request("GET", "/stream?t=123").await.status(), 200, "unknown parameters are ignored");
 
+    // A camera that delivers nothing gets its grace period, then a 503.
+    let start = Instant::now();
     let r = h.request("GET", "/cameras/empty/snapshot").await;
+    assert!(start.elapsed() >= Duration::from_secs(2), "{:?}", start.elapsed());
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
 

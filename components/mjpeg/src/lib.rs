@@ -15,6 +15,8 @@ use spin_sdk::http_component;
 /// How long one `next` call waits before checking that the client is still
 /// there; also the longest a stream goes without a frame before it notices.
 const FRAME_WAIT_MS: u32 = 1_000;
+/// How long a snapshot waits for a camera's first frame before a 503.
+const FIRST_FRAME_WAIT_MS: u32 = 2_000;
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
@@ -66,8 +68,15 @@ fn frames_error(e: frames::Error) -> Reply {
     }
 }
 
+/// The newest frame; a camera with none yet (just started; a failed camera
+/// shows its "no signal" card) gets up to [`FIRST_FRAME_WAIT_MS`] for one.
 fn latest(cam: &str) -> Result<frames::Frame, Reply> {
-    frames::latest(cam).map_err(frames_error)
+    match frames::latest(cam) {
+        Err(frames::Error::NoFrame) => {
+            subscribe(cam)?.next(0, FIRST_FRAME_WAIT_MS).ok_or_else(|| frames_error(frames::Error::NoFrame))
+        }
+        other => other.map_err(frames_error),
+    }
 }
 
 fn subscribe(cam: &str) -> Result<frames::Subscription, Reply> {
