@@ -18,21 +18,26 @@ fn sha(bytes: &[u8]) -> String {
     framewire::runtime::sha256_hex(bytes)
 }
 
-async fn mjpeg_sha(addr: std::net::SocketAddr) -> String {
+/// The `mjpeg` route's entry in `/api/state`.
+async fn mjpeg_state(addr: std::net::SocketAddr) -> serde_json::Value {
     let s = state(addr).await.unwrap();
-    s["components"].as_array().unwrap().iter().find(|c| c["route"] == "mjpeg").unwrap()["sha256"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    s["components"].as_array().unwrap().iter().find(|c| c["route"] == "mjpeg").unwrap().clone()
+}
+
+async fn mjpeg_sha(addr: std::net::SocketAddr) -> String {
+    mjpeg_state(addr).await["sha256"].as_str().unwrap().to_string()
 }
 
 async fn wait_for_sha(addr: std::net::SocketAddr, want: &str) -> Duration {
     let start = Instant::now();
-    while mjpeg_sha(addr).await != want {
-        assert!(start.elapsed() < Duration::from_secs(10), "swap to {want} never showed");
+    loop {
+        let c = mjpeg_state(addr).await;
+        if c["sha256"] == want {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "swap to {want} never showed: {c}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    start.elapsed()
 }
 
 /// Replace a file atomically (rename over) or in place.
@@ -123,6 +128,32 @@ async fn swap_twenty_times_under_load() {
     assert_eq!(c["sha256"], sha(&variant(20)));
     assert_eq!(c["previous_sha256"], sha(&variant(19)));
     eprintln!("swap latencies (file or admin → first state showing it): {latencies:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_on_demand_stays_until_the_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, file) = serve_from_file(dir.path()).await;
+    let (addr, admin) = (server.addr, server.admin.unwrap());
+    // The watcher has read the file at least once.
+    replace(&file, &variant(1), false);
+    wait_for_sha(addr, &sha(&variant(1))).await;
+
+    framewire::admin::swap_command(admin, None, "mjpeg", &write_tmp(dir.path(), &variant(2))).await.unwrap();
+    wait_for_sha(addr, &sha(&variant(2))).await;
+    // Reading the file and changing its times leave its content alone.
+    std::fs::read(&file).unwrap();
+    std::fs::File::options().write(true).open(&file).unwrap().set_modified(std::time::SystemTime::now()).unwrap();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        assert_eq!(mjpeg_sha(addr).await, sha(&variant(2)), "the swap was undone after {:?}", start.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A new file content takes over again.
+    replace(&file, &variant(3), true);
+    wait_for_sha(addr, &sha(&variant(3))).await;
+    assert_eq!(mjpeg_state(addr).await["previous_sha256"], sha(&variant(2)));
 }
 
 fn write_tmp(dir: &Path, bytes: &[u8]) -> PathBuf {

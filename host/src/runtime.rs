@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use wasmtime::{CallHook, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use std::path::PathBuf;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -248,9 +248,20 @@ impl Runtime {
         }
         let component = Component::new(&self.engine, bytes)?;
         let written = std::fs::create_dir_all(dir).and_then(|()| {
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, component.serialize().map_err(std::io::Error::other)?)?;
-            std::fs::rename(&tmp, &path)
+            // Unique per write: two servers in one process may compile the
+            // same component at once, and must not write one file together.
+            static WRITES: AtomicU64 = AtomicU64::new(0);
+            let n = WRITES.fetch_add(1, Ordering::Relaxed);
+            let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
+            let done = component
+                .serialize()
+                .map_err(std::io::Error::other)
+                .and_then(|bytes| std::fs::write(&tmp, bytes))
+                .and_then(|()| std::fs::rename(&tmp, &path));
+            if done.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            done
         });
         if let Err(e) = written {
             tracing::warn!("cannot cache compiled component in {}: {e}", dir.display());

@@ -8,6 +8,7 @@ use crate::guest::ComponentInfo;
 use crate::runtime::sha256_hex;
 use crate::server::App;
 use anyhow::{Context, Result, anyhow};
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -49,15 +50,17 @@ impl App {
 /// editors and `cp` write in several steps.
 const SETTLE: Duration = Duration::from_millis(100);
 
-/// Watch every route served from a file and swap it in when it changes
-/// (written in place or renamed over). The watcher lives as long as the
-/// returned value.
+/// Watch every route served from a file and swap it in when its content
+/// changes (written in place or renamed over). A `framewire swap` on such a
+/// route stays until the file changes again. The watcher lives as long as
+/// the returned value.
 pub fn watch(app: &Arc<App>) -> Result<Option<notify::RecommendedWatcher>> {
-    let mut files: HashMap<PathBuf, String> = HashMap::new();
+    // Each watched file with what it held when last read.
+    let mut files: HashMap<PathBuf, (String, String)> = HashMap::new();
     for r in app.routes.iter() {
         if let ComponentSource::File(path) = &r.source {
             let abs = std::path::absolute(path)?;
-            files.insert(abs, r.name.clone());
+            files.insert(abs, (r.name.clone(), r.current.load().sha256.clone()));
         }
     }
     if files.is_empty() {
@@ -65,7 +68,9 @@ pub fn watch(app: &Arc<App>) -> Result<Option<notify::RecommendedWatcher>> {
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
+        if let Ok(event) = event
+            && may_change_content(&event.kind)
+        {
             for p in event.paths {
                 let _ = tx.send(p);
             }
@@ -83,15 +88,56 @@ pub fn watch(app: &Arc<App>) -> Result<Option<notify::RecommendedWatcher>> {
             while let Ok(Some(p)) = tokio::time::timeout(SETTLE, rx.recv()).await {
                 changed.push(p);
             }
-            for (file, route) in files.iter().filter(|(f, _)| changed.contains(f)) {
+            for (file, (route, seen)) in files.iter_mut().filter(|(f, _)| changed.contains(f)) {
                 let Ok(bytes) = std::fs::read(file) else { continue }; // removed: keep serving
-                let current = app.routes.get(route).map(|r| r.current.load().sha256.clone());
-                if current.as_deref() == Some(&sha256_hex(&bytes)) {
+                let sha256 = sha256_hex(&bytes);
+                if *seen == sha256 {
                     continue;
                 }
-                let _ = app.swap(route, bytes, file.display().to_string()).await;
+                seen.clone_from(&sha256);
+                let current = app.routes.get(route).map(|r| r.current.load().sha256.clone());
+                if current.as_deref() != Some(&sha256) {
+                    let _ = app.swap(route, bytes, file.display().to_string()).await;
+                }
             }
         }
     });
     Ok(Some(watcher))
+}
+
+/// Opening or reading a file, or changing its times, leaves its content as
+/// it was; reacting to opens would even re-trigger on the watcher's own
+/// reads. A write ends with a close-for-write, which counts.
+fn may_change_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, DataChange, MetadataKind, RenameMode};
+
+    #[test]
+    fn only_events_that_may_change_content_count() {
+        for kind in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Any,
+        ] {
+            assert!(may_change_content(&kind), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::WriteTime)),
+        ] {
+            assert!(!may_change_content(&kind), "{kind:?}");
+        }
+    }
 }
