@@ -123,8 +123,7 @@ async fn swap_twenty_times_under_load() {
         assert!(gaps < Duration::from_millis(700), "stream uninterrupted (largest gap {gaps:?})");
         assert!(frames.len() > 200, "{} frames in 12 s", frames.len());
     }
-    let s = state(addr).await.unwrap();
-    let c = s["components"].as_array().unwrap().iter().find(|c| c["route"] == "mjpeg").unwrap().clone();
+    let c = mjpeg_state(addr).await;
     assert_eq!(c["sha256"], sha(&variant(20)));
     assert_eq!(c["previous_sha256"], sha(&variant(19)));
     eprintln!("swap latencies (file or admin → first state showing it): {latencies:?}");
@@ -180,16 +179,14 @@ async fn broken_components_are_refused_and_the_old_one_serves() {
         assert_eq!(mjpeg_sha(addr).await, good, "the old version keeps serving");
         assert_eq!(get(addr, "/snapshot").await.unwrap().status, 200);
     }
-    let s = state(addr).await.unwrap();
-    let c = s["components"].as_array().unwrap().iter().find(|c| c["route"] == "mjpeg").unwrap().clone();
+    let c = mjpeg_state(addr).await;
     assert!(c["last_error"].as_str().unwrap().contains("does not export"), "{c}");
 
     // Through the file watcher too.
     replace(&file, b"more garbage", true);
     let start = Instant::now();
     loop {
-        let s = state(addr).await.unwrap();
-        let c = s["components"].as_array().unwrap().iter().find(|c| c["route"] == "mjpeg").unwrap().clone();
+        let c = mjpeg_state(addr).await;
         if c["last_error"].as_str().unwrap_or("").contains("not a valid wasm component") {
             assert_eq!(c["sha256"], good);
             break;
