@@ -72,9 +72,8 @@ fn redirect(out: ResponseOutparam, to: &str, head: bool) {
     Reply::new(301).header("location", to).header("content-type", "text/plain").body(format!("{to}\n").into_bytes()).send(out, head)
 }
 
-fn modified(stat: &DescriptorStat) -> std::time::SystemTime {
-    stat.data_modification_timestamp
-        .map_or(UNIX_EPOCH, |t| UNIX_EPOCH + Duration::new(t.seconds, t.nanoseconds))
+fn time(t: &Option<wasi::clocks::wall_clock::Datetime>) -> std::time::SystemTime {
+    stamp(t).map_or(UNIX_EPOCH, |(s, ns)| UNIX_EPOCH + Duration::new(s, ns))
 }
 
 /// The status-change time stands for the file's identity: a file renamed or
@@ -82,8 +81,8 @@ fn modified(stat: &DescriptorStat) -> std::time::SystemTime {
 /// its own, and it comes with the stat already taken (an inode hash would
 /// cost another host call and stat per request).
 fn validators(stat: &DescriptorStat) -> Validators {
-    let changed = stamp(&stat.status_change_timestamp).map_or(0, |(s, ns)| s.wrapping_mul(1_000_000_000).wrapping_add(ns.into()));
-    Validators::for_file(changed, stat.size, modified(stat))
+    let changed = time(&stat.status_change_timestamp).duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+    Validators::for_file(changed, stat.size, time(&stat.data_modification_timestamp))
 }
 
 fn serve_file(request: &Headers, file: &Descriptor, stat: &DescriptorStat, name: &str, out: ResponseOutparam, head: bool) {
