@@ -2,6 +2,7 @@
 //! built-in MJPEG component.
 
 use framewire_tests::*;
+use framewire_tests::slow;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -247,4 +248,35 @@ async fn invalid_component_files_are_refused_with_reasons() {
     };
     let err = start_with(args).await.err().expect("missing file refused");
     assert!(format!("{err:#}").contains("cannot read component"), "{err:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_links_get_the_newest_frame_and_a_fast_one_every_frame() {
+    let server = start(&["cam=test:640x480@30"]).await.unwrap();
+    let addr = server.addr;
+    let secs = 20;
+    let read = |rate: Option<u64>| {
+        tokio::spawn(async move {
+            let duration = Duration::from_secs(secs);
+            let (_, frames) = match rate {
+                Some(rate) => read_stream_on(slow::connect_slow(addr, rate).await?, addr, "/stream", duration).await?,
+                None => read_stream(addr, "/stream", duration).await?,
+            };
+            let end = framewire::frames::unix_micros(std::time::SystemTime::now());
+            anyhow::Ok((frames, end))
+        })
+    };
+    let (slowest, slow, fast) = (read(Some(100_000)), read(Some(300_000)), read(None));
+    for (rate, reader) in [(100_000, slowest), (300_000, slow)] {
+        let (frames, end) = reader.await.unwrap().unwrap();
+        let age = worst_age(&frames, end);
+        let fps = frames.len() as f64 / secs as f64;
+        let bytes: usize = frames.iter().map(|f| f.part.len).sum();
+        eprintln!("{rate} B/s: {} frames ({fps:.1}/s, {} B each), newest frame at most {age:?} old", frames.len(), bytes / frames.len().max(1));
+        assert!(age <= Duration::from_secs(1), "at {rate} B/s the newest frame got {age:?} old");
+        assert!(fps >= 3.0, "at {rate} B/s only {fps:.1} frames/s");
+    }
+    let (frames, _) = fast.await.unwrap().unwrap();
+    let made = frames.last().unwrap().sequence - frames[0].sequence + 1;
+    assert!(frames.len() as f64 >= 0.9 * made as f64, "the fast reader got {} of {made} frames", frames.len());
 }

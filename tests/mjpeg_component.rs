@@ -33,7 +33,7 @@ impl Harness {
             .uri(format!("http://localhost{uri}"))
             .body(Empty::<Bytes>::new())
             .unwrap();
-        self.runtime.handle(self.component.clone(), req, None).await.unwrap()
+        self.runtime.handle(self.component.clone(), req, None, None).await.unwrap()
     }
 
     fn publish(&self, data: &'static [u8], at: SystemTime) -> u64 {
@@ -230,9 +230,9 @@ async fn instances_are_bounded_and_excess_is_refused() {
     let runtime = Runtime::with_options(host, options).unwrap();
     let component = Arc::new(runtime.load("builtin:mjpeg", framewire::components::MJPEG).unwrap());
     let req = || hyper::Request::get("http://localhost/stream").body(Empty::<Bytes>::new()).unwrap();
-    let a = runtime.handle(component.clone(), req(), None).await.unwrap();
-    let b = runtime.handle(component.clone(), req(), None).await.unwrap();
-    let err = runtime.handle(component.clone(), req(), None).await.err().expect("a third instance is refused");
+    let a = runtime.handle(component.clone(), req(), None, None).await.unwrap();
+    let b = runtime.handle(component.clone(), req(), None, None).await.unwrap();
+    let err = runtime.handle(component.clone(), req(), None, None).await.err().expect("a third instance is refused");
     assert!(err.downcast_ref::<framewire::runtime::Overloaded>().is_some(), "{err:#}");
     // A slot frees when a stream ends.
     drop(a);
@@ -242,7 +242,7 @@ async fn instances_are_bounded_and_excess_is_refused() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let c = runtime.handle(component.clone(), req(), None).await.expect("a freed slot is reused");
+    let c = runtime.handle(component.clone(), req(), None, None).await.expect("a freed slot is reused");
     assert_eq!(c.status(), 200);
     drop((b, c));
 }

@@ -42,15 +42,15 @@ async fn one(runtime: &Runtime, loaded: &Arc<Loaded>, what: Measure) -> Result<D
     let start = Instant::now();
     match what {
         Measure::Instantiate => {
-            let instance = runtime.instantiate(loaded, None).await?;
+            let instance = runtime.instantiate(loaded, None, None).await?;
             let took = start.elapsed();
             drop(instance);
             return Ok(took);
         }
-        Measure::WithTeardown => drop(runtime.instantiate(loaded, None).await?),
+        Measure::WithTeardown => drop(runtime.instantiate(loaded, None, None).await?),
         Measure::Request => {
             let req = hyper::Request::builder().uri("http://bench/x/ok").body(Empty::<Bytes>::new())?;
-            let resp = runtime.handle(loaded.clone(), req, None).await?;
+            let resp = runtime.handle(loaded.clone(), req, None, None).await?;
             anyhow::ensure!(resp.status() == 200, "status {}", resp.status());
             let body = resp.into_body().collect().await.map_err(|e| anyhow::anyhow!("{e:?}"))?.to_bytes();
             anyhow::ensure!(&body[..] == b"ok", "body {body:?}");

@@ -10,6 +10,7 @@ pub mod components;
 pub mod config;
 pub mod encode;
 pub mod mediafs;
+pub mod pacing;
 pub mod frames;
 pub mod guest;
 pub mod routes;

@@ -4,6 +4,7 @@
 use crate::frames::Feeds;
 use crate::guest::{self, ComponentInfo};
 use crate::mediafs::MediaDir;
+use crate::pacing::Pace;
 use anyhow::{Context, Result, anyhow};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, RwLock};
@@ -46,6 +47,8 @@ pub struct Ctx {
     pub host: Arc<HostInfo>,
     /// The media folder, if this route has one (see [`crate::mediafs`]).
     pub media: Option<MediaDir>,
+    /// The response's delivery accounting, if it goes to a socket (see [`crate::pacing`]).
+    pace: Option<Arc<Pace>>,
     /// Host calls the guest has made; the epoch check compares it tick to
     /// tick to see whether the guest has been computing all along.
     host_calls: u64,
@@ -216,6 +219,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         crate::mediafs::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        crate::pacing::add_to_linker(&mut linker, |ctx: &Ctx| ctx.pace.clone())?;
         guest::add_to_linker(&mut linker)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (e, stop) = (engine.clone(), ticker_stop.clone());
@@ -290,7 +294,7 @@ impl Runtime {
     }
 
     /// A fresh store for one instance; `media` is what it sees as `/` (see `mediafs`).
-    fn store(&self, media: Option<&MediaDir>) -> Result<Store<Ctx>> {
+    fn store(&self, media: Option<&MediaDir>, pace: Option<Arc<Pace>>) -> Result<Store<Ctx>> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr();
         // Page-cache reads and stats take microseconds: doing them on this
@@ -304,6 +308,7 @@ impl Runtime {
             hooks: NoOutgoing,
             host: self.host.clone(),
             media: media.cloned(),
+            pace,
             host_calls: 0,
             seen_calls: 0,
             busy_ticks: 0,
@@ -348,13 +353,13 @@ impl Runtime {
     /// Instantiate once without serving anything: a component whose start-up
     /// traps, or that cannot be instantiated, fails here and not on a request.
     pub async fn smoke_test(&self, component: &Loaded, media: Option<&MediaDir>) -> Result<()> {
-        self.instantiate(component, media).await.map(drop)
+        self.instantiate(component, media, None).await.map(drop)
     }
 
     /// A fresh store and instance of `component`: what every request pays
     /// before the handler runs. [`Overloaded`] when the pool is full.
-    pub async fn instantiate(&self, component: &Loaded, media: Option<&MediaDir>) -> Result<(Store<Ctx>, Proxy)> {
-        let mut store = self.store(media)?;
+    pub async fn instantiate(&self, component: &Loaded, media: Option<&MediaDir>, pace: Option<Arc<Pace>>) -> Result<(Store<Ctx>, Proxy)> {
+        let mut store = self.store(media, pace)?;
         match component.pre.instantiate_async(&mut store).await {
             Ok(proxy) => Ok((store, proxy)),
             Err(e) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
@@ -366,17 +371,19 @@ impl Runtime {
 
     /// Run one request through a new instance of `component`. Returns once
     /// the component has sent its response head; the body streams on.
+    /// `pace` paces the body's flushes to the socket it goes to.
     pub async fn handle<B>(
         &self,
         component: Arc<Loaded>,
         req: hyper::Request<B>,
         media: Option<&MediaDir>,
+        pace: Option<Arc<Pace>>,
     ) -> Result<hyper::Response<HyperOutgoingBody>>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let (mut store, proxy) = self.instantiate(&component, media).await?;
+        let (mut store, proxy) = self.instantiate(&component, media, pace).await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(tx)?;

@@ -3,6 +3,7 @@
 
 use crate::camera::Cameras;
 use crate::config::Config;
+use crate::pacing::{Link, LinkIo, Pace, PacedBody};
 use crate::routes::Routes;
 use crate::runtime::{HostInfo, Overloaded, Runtime};
 use anyhow::{Context, Result};
@@ -10,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +51,7 @@ impl App {
         Ok(Arc::new(App { runtime, routes, cameras, limits: config.http }))
     }
 
-    async fn handle(&self, mut req: hyper::Request<hyper::body::Incoming>, local: SocketAddr) -> hyper::Response<HyperOutgoingBody> {
+    async fn handle(&self, mut req: hyper::Request<hyper::body::Incoming>, local: SocketAddr, pace: Arc<Pace>) -> hyper::Response<HyperOutgoingBody> {
         // HTTP/1.0 clients may omit Host; wasi:http needs an authority.
         if req.uri().authority().is_none() && !req.headers().contains_key(hyper::header::HOST) {
             req.headers_mut().insert(hyper::header::HOST, local.to_string().parse().expect("socket address is a valid header"));
@@ -63,7 +64,7 @@ impl App {
             Ok(req) => req,
             Err(too_large) => return too_large,
         };
-        match self.runtime.handle(route.current.load_full(), req, route.media.as_ref()).await {
+        match self.runtime.handle(route.current.load_full(), req, route.media.as_ref(), Some(pace)).await {
             Ok(resp) => resp,
             Err(e) if e.downcast_ref::<Overloaded>().is_some() => {
                 tracing::warn!(route = %route.name, "{e}");
@@ -194,17 +195,23 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>) {
         let Ok(local) = stream.local_addr() else { continue };
         let app = app.clone();
         let limits = app.limits;
+        let link = Link::new();
+        let io = LinkIo::new(stream, link.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let app = app.clone();
-                async move { Ok::<_, std::convert::Infallible>(app.handle(req, local).await) }
+                let pace = Pace::new(&link);
+                async move {
+                    let resp = app.handle(req, local, pace.clone()).await;
+                    Ok::<_, std::convert::Infallible>(resp.map(|body| PacedBody::new(body, pace)))
+                }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
                 .max_header_size(limits.max_header_bytes)
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(io, service);
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }

@@ -2,6 +2,7 @@
 //! talk to it over real sockets, read MJPEG with a strict parser.
 
 pub mod browser;
+pub mod slow;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -133,11 +134,23 @@ pub struct Received {
     pub part: Part,
     pub at: Instant,
     pub sequence: u64,
+    /// Its X-Timestamp and when it arrived, µs since the Unix epoch.
+    pub captured_us: u64,
+    pub received_us: u64,
 }
 
 /// Read an MJPEG stream for `duration`, checking its framing strictly.
 pub async fn read_stream(addr: SocketAddr, path: &str, duration: Duration) -> Result<(Reply, Vec<Received>)> {
-    let mut sender = connect(addr).await?;
+    read_stream_on(TcpStream::connect(addr).await?, addr, path, duration).await
+}
+
+/// [`read_stream`] over a given connection (a slow one, say).
+pub async fn read_stream_on<S>(io: S, addr: SocketAddr, path: &str, duration: Duration) -> Result<(Reply, Vec<Received>)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
+    tokio::spawn(conn);
     let resp = sender.send_request(request("GET", addr, path)?).await?;
     let (parts, mut body) = resp.into_parts();
     let head = Reply { status: parts.status.as_u16(), headers: parts.headers, body: Bytes::new() };
@@ -155,10 +168,24 @@ pub async fn read_stream(addr: SocketAddr, path: &str, duration: Duration) -> Re
                 .header("x-frame-sequence")
                 .and_then(|s| s.parse().ok())
                 .context("part without X-Frame-Sequence")?;
-            frames.push(Received { part, at: Instant::now(), sequence });
+            let captured_us = part
+                .header("x-timestamp")
+                .and_then(framewire_core::mjpeg::parse_timestamp)
+                .context("part without X-Timestamp")?;
+            let received_us = framewire::frames::unix_micros(std::time::SystemTime::now());
+            frames.push(Received { part, at: Instant::now(), sequence, captured_us, received_us });
         }
     }
     Ok((head, frames))
+}
+
+/// The oldest the newest frame a viewer held ever got, from its first frame
+/// until `until_us` (wall clock, µs): the age of each frame just before the
+/// next one arrived.
+pub fn worst_age(frames: &[Received], until_us: u64) -> Duration {
+    let ends = frames.iter().skip(1).map(|f| f.received_us).chain([until_us]);
+    let worst = frames.iter().zip(ends).map(|(f, end)| end.saturating_sub(f.captured_us)).max().unwrap_or(0);
+    Duration::from_micros(worst)
 }
 
 /// Decode a JPEG fully; returns (width, height).

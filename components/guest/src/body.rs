@@ -151,6 +151,17 @@ impl Body {
         Ok(moved)
     }
 
+    /// Wait until everything written so far has left for the network, failing
+    /// on a stall as a write does. The host completes a flush only when its
+    /// own queues are empty and the socket holds little unsent, so a stream
+    /// that flushes between frames and then picks the newest one skips
+    /// frames on a slow link instead of queueing them.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        self.send_head();
+        self.out().flush()?;
+        self.writable(&mut None).map(drop)
+    }
+
     /// Fails once the client has gone away.
     pub fn check_open(&self) -> Result<(), Error> {
         self.out().check_write().map(|_| ()).map_err(Error::from)

@@ -139,6 +139,9 @@ fn stream(sub: frames::Subscription, opts: query::StreamQuery, out: ResponseOutp
             body.write_all(mjpeg::part_header(info.size as usize, info.captured_at_us, info.sequence).as_bytes())?;
             body.splice_all(&frame.body(), info.size as u64)?;
             body.write_all(mjpeg::part_trailer().as_bytes())?;
+            // The next frame is picked once this one has left: on a slow
+            // link the frames in between are skipped, not queued.
+            body.flush()?;
         }
     })();
     if let Err(e) = result {

@@ -1,0 +1,291 @@
+//! Back-pressure that reaches the guest: on a paced response, a `flush` of
+//! the body's output-stream completes only once everything written before
+//! it has left user space (wasi-http's body channel and hyper's write
+//! queue) for a socket that keeps little unsent (`TCP_NOTSENT_LOWAT`).
+//!
+//! Without it, a live stream on a slow link queues frames at three places
+//! the guest never sees: the body channel, hyper's write buffer (up to 16
+//! parts) and the kernel's send buffer (up to `tcp_wmem` max, megabytes).
+//! A guest that writes a frame, flushes and only then picks the next one
+//! gets the newest frame each time the link can take one; at most one part
+//! waits in hyper and one in the kernel.
+//!
+//! The pieces: [`Link`] is one connection's flush events, written by
+//! [`LinkIo`] (the connection's socket as hyper sees it); [`Pace`] is one
+//! response's accounting, fed by [`PacedBody`] (what hyper pulls) and
+//! [`PacedStream`] (what the guest writes).
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use hyper_util::rt::TokioIo;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::task::{Context, Poll};
+use tokio::net::TcpStream;
+use wasmtime::component::{Linker, Resource};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::body::{HostOutgoingBody, HyperOutgoingBody};
+use wasmtime_wasi_io::streams::{DynOutputStream, OutputStream, StreamError, StreamResult};
+
+/// Unsent bytes past which a paced connection's socket stops taking
+/// writes. Small: the part a stream is sending is all that should wait in
+/// the kernel; bytes in flight (the congestion window) keep the link busy.
+pub const NOTSENT_LOWAT: u32 = 4096;
+
+/// One connection's flush events, shared by its socket and the response
+/// being written on it.
+#[derive(Debug, Default)]
+pub struct Link {
+    /// Times hyper found its write queue empty and flushed the socket.
+    flushes: AtomicU64,
+    /// Set by the first paced flush: the socket then gets [`NOTSENT_LOWAT`].
+    low_latency: AtomicBool,
+    changed: tokio::sync::Notify,
+}
+
+impl Link {
+    pub fn new() -> Arc<Link> {
+        Arc::default()
+    }
+}
+
+/// A connection's socket as hyper sees it: counts hyper's flushes (hyper
+/// flushes the socket only once its write queue is empty) and applies the
+/// low-water mark a paced response asks for. Only this owner of the socket
+/// touches it: a `Link` may outlive the connection.
+pub struct LinkIo {
+    io: TokioIo<TcpStream>,
+    link: Arc<Link>,
+    lowat_set: bool,
+}
+
+impl LinkIo {
+    pub fn new(stream: TcpStream, link: Arc<Link>) -> Self {
+        LinkIo { io: TokioIo::new(stream), link, lowat_set: false }
+    }
+
+    fn apply_low_latency(&mut self) {
+        if !self.lowat_set && self.link.low_latency.load(SeqCst) {
+            self.lowat_set = true;
+            if let Err(e) = socket2::SockRef::from(self.io.inner()).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
+                tracing::debug!("cannot set TCP_NOTSENT_LOWAT: {e}");
+            }
+        }
+    }
+}
+
+impl hyper::rt::Read for LinkIo {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: hyper::rt::ReadBufCursor<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for LinkIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.apply_low_latency();
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        self.apply_low_latency();
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        if r.is_ready() {
+            self.link.flushes.fetch_add(1, SeqCst);
+            self.link.changed.notify_waiters();
+        }
+        r
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// One response's accounting: bytes the guest wrote, bytes hyper pulled,
+/// and whether hyper has flushed since it pulled the last of them.
+#[derive(Debug)]
+pub struct Pace {
+    link: Arc<Link>,
+    written: AtomicU64,
+    pulled: AtomicU64,
+    /// `link.flushes` when hyper last pulled bytes of this response.
+    pulled_at_flush: AtomicU64,
+    /// Hyper has dropped the body: the client is gone or the body ended.
+    closed: AtomicBool,
+}
+
+impl Pace {
+    pub fn new(link: &Arc<Link>) -> Arc<Pace> {
+        Arc::new(Pace {
+            link: link.clone(),
+            written: AtomicU64::new(0),
+            pulled: AtomicU64::new(0),
+            pulled_at_flush: AtomicU64::new(link.flushes.load(SeqCst)),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Everything written has been pulled by hyper and written to the socket.
+    fn drained(&self) -> bool {
+        self.pulled.load(SeqCst) == self.written.load(SeqCst)
+            && self.link.flushes.load(SeqCst) > self.pulled_at_flush.load(SeqCst)
+    }
+
+    fn closed(&self) -> bool {
+        self.closed.load(SeqCst)
+    }
+
+    async fn drained_or_closed(&self) {
+        loop {
+            let changed = self.link.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.drained() || self.closed() {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// The response body hyper pulls from, counting what it takes.
+pub struct PacedBody {
+    inner: HyperOutgoingBody,
+    pace: Arc<Pace>,
+}
+
+impl PacedBody {
+    pub fn new(inner: HyperOutgoingBody, pace: Arc<Pace>) -> Self {
+        PacedBody { inner, pace }
+    }
+}
+
+impl Body for PacedBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            let pace = &self.pace;
+            pace.pulled_at_flush.store(pace.link.flushes.load(SeqCst), SeqCst);
+            pace.pulled.fetch_add(data.len() as u64, SeqCst);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for PacedBody {
+    fn drop(&mut self) {
+        self.pace.closed.store(true, SeqCst);
+        self.pace.link.changed.notify_waiters();
+    }
+}
+
+/// The guest's side of a paced body: wasi-http's own stream, with a flush
+/// that waits for the bytes to leave (see the module docs).
+struct PacedStream {
+    inner: DynOutputStream,
+    pace: Arc<Pace>,
+    flushing: bool,
+}
+
+impl PacedStream {
+    /// Whether a flush is still under way; ends it once it has completed.
+    fn still_flushing(&mut self) -> StreamResult<bool> {
+        if self.flushing {
+            if self.pace.closed() {
+                return Err(StreamError::Closed);
+            }
+            self.flushing = !self.pace.drained();
+        }
+        Ok(self.flushing)
+    }
+}
+
+#[wasmtime_wasi_io::async_trait]
+impl OutputStream for PacedStream {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        if self.still_flushing()? {
+            return Err(StreamError::trap("write while a flush is under way (check-write returned 0)"));
+        }
+        let n = bytes.len() as u64;
+        self.inner.write(bytes)?;
+        self.pace.written.fetch_add(n, SeqCst);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        self.inner.flush()?;
+        self.pace.link.low_latency.store(true, SeqCst);
+        self.flushing = true;
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        if self.still_flushing()? {
+            return Ok(0);
+        }
+        self.inner.check_write()
+    }
+}
+
+#[wasmtime_wasi_io::async_trait]
+impl wasmtime_wasi_io::poll::Pollable for PacedStream {
+    async fn ready(&mut self) {
+        if self.flushing {
+            self.pace.drained_or_closed().await;
+        }
+        self.inner.ready().await;
+    }
+}
+
+/// Where wasmtime-wasi-http defines `outgoing-body.write`.
+const HTTP_TYPES: &str = "wasi:http/types@0.2.12";
+
+/// Replace `outgoing-body.write` in `linker` (which must already hold
+/// wasmtime-wasi-http's) with one that hands paced requests a
+/// [`PacedStream`]; `pace_of` finds the request's [`Pace`], if any.
+pub fn add_to_linker<T: WasiHttpView + 'static>(linker: &mut Linker<T>, pace_of: fn(&T) -> Option<Arc<Pace>>) -> wasmtime::Result<()> {
+    let write = move |mut store: wasmtime::StoreContextMut<'_, T>, (body,): (Resource<HostOutgoingBody>,)| {
+        let pace = pace_of(store.data());
+        let table = store.data_mut().http().table;
+        let Some(stream) = table.get_mut(&body)?.take_output_stream() else {
+            return Ok((Err(()),));
+        };
+        let stream: DynOutputStream = match pace {
+            Some(pace) => Box::new(PacedStream { inner: stream, pace, flushing: false }),
+            None => stream,
+        };
+        Ok((Ok(table.push_child(stream, &body)?),))
+    };
+    // Without shadowing, defining it must fail: that proves wasmtime-wasi-http's
+    // is there under this name, and that ours replaces it.
+    if linker.instance(HTTP_TYPES)?.func_wrap("[method]outgoing-body.write", write).is_ok() {
+        wasmtime::bail!("wasmtime-wasi-http no longer provides {HTTP_TYPES}; update pacing::HTTP_TYPES");
+    }
+    linker.allow_shadowing(true);
+    linker.instance(HTTP_TYPES)?.func_wrap("[method]outgoing-body.write", write)?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
