@@ -5,6 +5,7 @@
 pub mod byteranges;
 pub mod conditional;
 pub mod html;
+pub mod jpeg;
 pub mod media_path;
 pub mod mime;
 pub mod mjpeg;
