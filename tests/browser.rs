@@ -6,6 +6,7 @@
 use anyhow::{Result, ensure};
 use framewire::config::ServeArgs;
 use framewire_tests::browser::{Browser, Response, Screen};
+use framewire_tests::slow::slow_proxy;
 use framewire_tests::start_with;
 use serde_json::Value;
 use std::time::Duration;
@@ -22,6 +23,16 @@ const PIXELS: &str = "const img = document.querySelector('.camera[data-camera=\"
      let h = 0; for (let i = 0; i < d.length; i += 4) h = (Math.imul(h, 31) + d[i] + d[i + 1] * 7 + d[i + 2] * 13) | 0; \
      let lit = 0; for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 60) lit++; \
      return [h, lit];";
+
+/// How old, in ms, the frame the live image shows is: the test camera
+/// writes its capture time into the frame (see `camera/synthetic.rs`).
+const SHOWN_AGE: &str = "const img = document.querySelector('.camera[data-camera=\"front\"] img'); \
+     const w = img.naturalWidth, h = img.naturalHeight, cell = Math.max(4, Math.min(16, Math.floor(w / 40))) & ~3; \
+     const c = document.createElement('canvas'); c.width = w; c.height = h; \
+     const g = c.getContext('2d'); g.drawImage(img, 0, 0); \
+     let v = 0; for (let i = 0; i < 32; i++) { const d = g.getImageData(i * cell + cell / 2, h - cell / 2, 1, 1).data; \
+       v = v * 2 + (d[0] + d[1] + d[2] > 384 ? 1 : 0); } \
+     return (Date.now() % 2 ** 32 - v + 2 ** 32) % 2 ** 32;";
 
 /// (status, first byte of Content-Range) of each response for `file`.
 fn media_responses(responses: &[Response], file: &str) -> Vec<(u64, Option<u64>)> {
@@ -245,4 +256,25 @@ async fn page_explains_no_signal_and_empty_library_and_fits_a_phone() -> Result<
     b.close().await?;
     drop(server);
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_view_stays_current_over_a_slow_link() -> Result<()> {
+    let server = start_with(ServeArgs { cameras: vec!["front=test:640x480@30".into()], ..Default::default() }).await?;
+    // The page and its stream through one 150 kB/s link: ~8 of the camera's 30 frames/s fit.
+    let link = slow_proxy(server.addr, 150_000).await?;
+    let b = Browser::start(Screen::Desktop(1280, 1000)).await?;
+    b.client.goto(&format!("http://{link}/")).await?;
+    b.wait_for("the live image", IMAGE_READY, Duration::from_secs(20)).await?;
+    let mut ages = Vec::new();
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ages.push(b.eval(SHOWN_AGE).await?.as_f64().unwrap_or(f64::NAN));
+    }
+    eprintln!("age of the shown frame over 15 s at 150 kB/s, ms: {ages:?}");
+    let worst = ages.iter().cloned().fold(0.0, f64::max);
+    assert!(ages.iter().all(|a| a.is_finite()) && worst < 1500.0, "the live view fell behind: {ages:?}");
+    let distinct: std::collections::HashSet<u64> = ages.iter().map(|a| *a as u64).collect();
+    assert!(distinct.len() >= 20, "the live view stood still: {ages:?}");
+    b.close().await
 }

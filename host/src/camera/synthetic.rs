@@ -76,7 +76,31 @@ impl Synthetic {
         );
         self.canvas.text(4, 4, scale, &format!("framewire {}", self.name), [255, 255, 255]);
         self.canvas.text(4, 4 + line, scale, &format!("#{:06} {clock}", self.frame), [255, 255, 0]);
+        self.draw_time_code(since.as_millis() as u64);
     }
+
+    /// The capture time as [`TIME_CODE_BITS`] squares along the bottom-left
+    /// edge, white for 1 and black for 0, most significant first: the low 32
+    /// bits of milliseconds since the Unix epoch. A page reading pixels can
+    /// then tell how old the frame it shows is (the browser tests do).
+    fn draw_time_code(&mut self, ms: u64) {
+        let cell = time_code_cell(self.canvas.width) as i64;
+        let y = self.canvas.height as i64 - cell;
+        for bit in 0..TIME_CODE_BITS {
+            let on = (ms >> (TIME_CODE_BITS - 1 - bit)) & 1 == 1;
+            let colour = if on { [255, 255, 255] } else { [0, 0, 0] };
+            self.canvas.fill_rect(bit as i64 * cell, y, cell, cell, colour);
+        }
+    }
+}
+
+/// Squares in the time code.
+pub const TIME_CODE_BITS: u32 = 32;
+
+/// Side of a time-code square for a frame `width` wide: a 40th of the
+/// width, 4 to 16 pixels, a multiple of 4 (JPEG blocks keep it crisp).
+pub fn time_code_cell(width: u32) -> u32 {
+    (width / 40).clamp(4, 16) & !3
 }
 
 impl Source for Synthetic {
