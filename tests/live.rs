@@ -76,11 +76,14 @@ async fn fifty_clients_all_get_frames_and_each_frame_is_encoded_once() {
     counts.sort();
     assert!(counts[0] >= 30, "every client gets frames; per-client counts: {counts:?}");
 
-    // Once the clients are gone: no leaked instances, one encode per capture.
-    let cam = wait_for_camera(addr, "cam", Duration::from_secs(5), |c| c["clients"] == 0).await.unwrap();
+    // Once the clients are gone: no leaked instances, and once the camera
+    // idles (its counts then stand still), one encoder call per capture.
+    wait_for_camera(addr, "cam", Duration::from_secs(5), |c| c["clients"] == 0).await.unwrap();
+    let cam = wait_for_camera(addr, "cam", Duration::from_secs(6), |c| c["status"] == "idle").await.unwrap();
     let captured = cam["frames_captured"].as_u64().unwrap();
     assert!(captured >= 60);
     assert_eq!(cam["frames_encoded"].as_u64().unwrap(), captured, "{cam}");
+    assert_eq!(cam["frames_passed_through"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,4 +282,48 @@ async fn slow_links_get_the_newest_frame_and_a_fast_one_every_frame() {
     let (frames, _) = fast.await.unwrap().unwrap();
     let made = frames.last().unwrap().sequence - frames[0].sequence + 1;
     assert!(frames.len() as f64 >= 0.9 * made as f64, "the fast reader got {} of {made} frames", frames.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwatched_camera_idles_and_wakes_with_fresh_frames() {
+    let server = start(&["cam=test:320x240@30", "on=test:160x120@10,always-on"]).await.unwrap();
+    let addr = server.addr;
+    let idle = wait_for_camera(addr, "cam", Duration::from_secs(5), |c| c["status"] == "idle").await.unwrap();
+    let captured = |c: &serde_json::Value| c["frames_captured"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let still = camera_state(addr, "cam").await.unwrap();
+    assert_eq!(captured(&still), captured(&idle), "an idle camera captures nothing: {still}");
+    assert_eq!(still["status"], "idle");
+    assert_eq!(still["fps"], 0.0);
+    // An always-on camera captures with nobody watching.
+    let on = camera_state(addr, "on").await.unwrap();
+    assert_eq!(on["status"], "live", "{on}");
+    let later = wait_for_camera(addr, "on", Duration::from_secs(5), |c| captured(c) > captured(&on) + 5).await.unwrap();
+    assert_eq!(later["status"], "live");
+
+    // A snapshot wakes it: a frame taken after the request, not the last one from before.
+    let asked = framewire::frames::unix_micros(std::time::SystemTime::now());
+    let r = get(addr, "/cameras/cam/snapshot").await.unwrap();
+    assert_eq!(r.status, 200);
+    let taken = framewire_core::mjpeg::parse_timestamp(r.header("x-timestamp").unwrap()).unwrap();
+    assert!(taken >= asked, "snapshot of an idle camera is a new frame ({taken} < {asked})");
+    decode_jpeg(&r.body).unwrap();
+
+    // A new viewer after idling gets a new frame at once, then the full rate.
+    wait_for_camera(addr, "cam", Duration::from_secs(5), |c| c["status"] == "idle").await.unwrap();
+    tokio::time::sleep(framewire::frames::FRESH).await;
+    let asked = std::time::Instant::now();
+    let asked_us = framewire::frames::unix_micros(std::time::SystemTime::now());
+    let (_, frames) = read_stream(addr, "/cameras/cam/stream", Duration::from_secs(2)).await.unwrap();
+    let first = &frames[0];
+    let wait = first.at - asked;
+    eprintln!("first frame {wait:?} after the request, {} frames in 2 s", frames.len());
+    assert!(first.captured_us >= asked_us, "the first frame is new, not the one from before idling ({} µs before)", asked_us as i64 - first.captured_us as i64);
+    assert!(wait < Duration::from_millis(500), "first frame took {wait:?}");
+    assert!(frames.len() >= 45, "only {} frames in 2 s", frames.len());
+
+    // Once the viewer has gone, it idles again.
+    let back = wait_for_camera(addr, "cam", Duration::from_secs(6), |c| c["status"] == "idle").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(captured(&camera_state(addr, "cam").await.unwrap()), captured(&back));
 }

@@ -20,8 +20,8 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
-        let feed = Feed::new("fake", "fake:test", (4, 3), 30.0);
-        let other = Feed::new("empty", "fake:none", (4, 3), 30.0);
+        let feed = Feed::new("fake", "fake:test", (4, 3), 30.0, false);
+        let other = Feed::new("empty", "fake:none", (4, 3), 30.0, false);
         let runtime = Runtime::new(HostInfo::new(Arc::new(Feeds::new(vec![feed.clone(), other])))).unwrap();
         let component = Arc::new(runtime.load("builtin:mjpeg", framewire::components::MJPEG).unwrap());
         Harness { runtime, component, feed }
@@ -223,7 +223,7 @@ async fn state_lists_cameras_and_components() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_are_bounded_and_excess_is_refused() {
-    let feed = Feed::new("fake", "fake:test", (4, 3), 30.0);
+    let feed = Feed::new("fake", "fake:test", (4, 3), 30.0, false);
     feed.publish(Bytes::from_static(b"f"), (4, 3), SystemTime::now(), false);
     let host = HostInfo::new(Arc::new(Feeds::new(vec![feed.clone()])));
     let options = framewire::runtime::Options { max_instances: 2, ..Default::default() };

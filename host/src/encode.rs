@@ -3,12 +3,16 @@
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use jpeg_encoder::{ColorType, Encoder};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Default JPEG quality; a good trade of size and clarity for live video.
 pub const QUALITY: u8 = 80;
 
-/// Encode packed RGB8 pixels as a baseline 4:2:0 JPEG.
-pub fn rgb_to_jpeg(rgb: &[u8], width: u32, height: u32, quality: u8) -> Result<Bytes> {
+/// Encode packed RGB8 pixels as a baseline 4:2:0 JPEG, counting the call
+/// in `calls` (a camera's `frames_encoded`: what proves a frame is encoded
+/// once, not once per viewer).
+pub fn rgb_to_jpeg(rgb: &[u8], width: u32, height: u32, quality: u8, calls: &AtomicU64) -> Result<Bytes> {
+    calls.fetch_add(1, Ordering::Relaxed);
     let w = u16::try_from(width).context("frame too wide for JPEG")?;
     let h = u16::try_from(height).context("frame too tall for JPEG")?;
     anyhow::ensure!(rgb.len() == width as usize * height as usize * 3, "RGB buffer size does not match {width}x{height}");
@@ -24,9 +28,11 @@ mod tests {
     #[test]
     fn encodes_a_jpeg() {
         let rgb = vec![128u8; 16 * 8 * 3];
-        let j = super::rgb_to_jpeg(&rgb, 16, 8, 80).unwrap();
+        let calls = std::sync::atomic::AtomicU64::new(0);
+        let j = super::rgb_to_jpeg(&rgb, 16, 8, 80, &calls).unwrap();
         assert_eq!(&j[..2], &[0xff, 0xd8]);
         assert_eq!(&j[j.len() - 2..], &[0xff, 0xd9]);
-        assert!(super::rgb_to_jpeg(&rgb, 16, 9, 80).is_err());
+        assert!(super::rgb_to_jpeg(&rgb, 16, 9, 80, &calls).is_err());
+        assert_eq!(calls.into_inner(), 2);
     }
 }

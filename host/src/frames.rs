@@ -6,8 +6,8 @@
 
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 /// One JPEG frame, encoded once and shared by every reader.
@@ -21,6 +21,9 @@ pub struct Frame {
     pub jpeg: Bytes,
     /// True for the host's "no signal" placeholder.
     pub no_signal: bool,
+    /// When it was published: how fresh it is (a device's own capture
+    /// time may run on another clock).
+    pub published: Instant,
 }
 
 pub fn unix_micros(t: SystemTime) -> u64 {
@@ -33,6 +36,8 @@ pub fn unix_micros(t: SystemTime) -> u64 {
 pub enum Status {
     Starting,
     Live,
+    /// Open, but nobody watches: nothing is decoded or encoded.
+    Idle,
     NoSignal,
     Failed,
 }
@@ -40,39 +45,39 @@ pub enum Status {
 /// Counters and health of one camera, updated by its capture thread.
 #[derive(Debug)]
 pub struct Stats {
-    /// (frames captured, frames encoded), updated together so a reader
-    /// never sees one counter ahead of the other.
-    frames: Mutex<(u64, u64)>,
+    /// Frames taken from the source and published.
+    pub captured: AtomicU64,
+    /// JPEG encoder calls (see [`crate::encode`]), "no signal" cards included.
+    pub encoded: AtomicU64,
+    /// Frames published as the device's own JPEG, not encoded here.
+    pub passed_through: AtomicU64,
+    /// Broken frames from the source, dropped unpublished.
+    pub dropped: AtomicU64,
     pub clients: AtomicU32,
     measured_fps_bits: AtomicU32,
     size: AtomicU64,
     health: Mutex<(Status, Option<String>)>,
+    /// What the source delivers, e.g. `MJPEG 640x480@30`.
+    format: Mutex<String>,
 }
 
 impl Default for Stats {
     fn default() -> Self {
         Stats {
-            frames: Mutex::new((0, 0)),
+            captured: AtomicU64::new(0),
+            encoded: AtomicU64::new(0),
+            passed_through: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
             clients: AtomicU32::new(0),
             measured_fps_bits: AtomicU32::new(0),
             size: AtomicU64::new(0),
             health: Mutex::new((Status::Starting, None)),
+            format: Mutex::default(),
         }
     }
 }
 
 impl Stats {
-    /// Count a captured frame, and whether it was encoded (or passed through
-    /// as JPEG) successfully.
-    pub fn count_frame(&self, encoded: bool) {
-        let mut f = self.frames.lock().unwrap();
-        f.0 += 1;
-        f.1 += encoded as u64;
-    }
-    /// (frames captured, frames encoded).
-    pub fn frames(&self) -> (u64, u64) {
-        *self.frames.lock().unwrap()
-    }
     pub fn measured_fps(&self) -> f32 {
         f32::from_bits(self.measured_fps_bits.load(Ordering::Relaxed))
     }
@@ -93,6 +98,28 @@ impl Stats {
     pub fn set_health(&self, status: Status, error: Option<String>) {
         *self.health.lock().unwrap() = (status, error);
     }
+    pub fn format(&self) -> String {
+        self.format.lock().unwrap().clone()
+    }
+    pub fn set_format(&self, format: String) {
+        *self.format.lock().unwrap() = format;
+    }
+}
+
+/// How long a camera keeps capturing after its last viewer leaves: a page
+/// reload or a player reconnecting finds it still running.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// A frame older than this is not shown to a new viewer or sent as a
+/// snapshot: the camera is woken and its next frame awaited instead.
+pub const FRESH: Duration = Duration::from_millis(500);
+
+/// Whether anyone wants a camera's frames; its capture thread waits on it.
+#[derive(Debug, Default)]
+struct Demand {
+    /// Until when the camera keeps running after its last viewer left.
+    linger_until: Mutex<Option<Instant>>,
+    wake: Condvar,
 }
 
 /// A camera as the HTTP side sees it: a name, its frames and its stats.
@@ -102,11 +129,14 @@ pub struct Feed {
     pub spec: String,
     pub target_fps: f32,
     pub stats: Stats,
+    /// Capture even with nobody watching (the camera spec's `always-on`).
+    pub always_on: bool,
+    demand: Demand,
     tx: watch::Sender<Option<Arc<Frame>>>,
 }
 
 impl Feed {
-    pub fn new(name: &str, spec: &str, (width, height): (u32, u32), target_fps: f32) -> Arc<Self> {
+    pub fn new(name: &str, spec: &str, (width, height): (u32, u32), target_fps: f32, always_on: bool) -> Arc<Self> {
         let stats = Stats::default();
         stats.set_size((width, height));
         Arc::new(Feed {
@@ -114,6 +144,8 @@ impl Feed {
             spec: spec.to_string(),
             target_fps,
             stats,
+            always_on,
+            demand: Demand::default(),
             tx: watch::Sender::new(None),
         })
     }
@@ -128,6 +160,7 @@ impl Feed {
             captured_at_us: unix_micros(captured),
             jpeg,
             no_signal,
+            published: Instant::now(),
         })));
         sequence
     }
@@ -136,10 +169,39 @@ impl Feed {
         self.tx.borrow().clone()
     }
 
-    /// A new reader; counts as a client until dropped.
+    /// A new reader; counts as a client, and keeps the camera capturing,
+    /// until dropped.
     pub fn subscribe(self: &Arc<Self>) -> Subscriber {
         self.stats.clients.fetch_add(1, Ordering::Relaxed);
+        let _guard = self.demand.linger_until.lock().unwrap();
+        self.demand.wake.notify_all();
         Subscriber { rx: self.tx.subscribe(), feed: self.clone() }
+    }
+
+    /// Whether the camera should capture now.
+    pub fn wanted(&self) -> bool {
+        self.always_on
+            || self.stats.clients.load(Ordering::Relaxed) > 0
+            || self.demand.linger_until.lock().unwrap().is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Block the capture thread until the camera is wanted, or `limit` passes.
+    pub fn wait_until_wanted(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut linger = self.demand.linger_until.lock().unwrap();
+        loop {
+            let now = Instant::now();
+            if self.always_on || self.stats.clients.load(Ordering::Relaxed) > 0 || linger.is_some_and(|t| now < t) || now >= deadline {
+                return;
+            }
+            linger = self.demand.wake.wait_timeout(linger, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Wake a capture thread waiting in [`Feed::wait_until_wanted`] (to stop it).
+    pub fn wake(&self) {
+        let _guard = self.demand.linger_until.lock().unwrap();
+        self.demand.wake.notify_all();
     }
 }
 
@@ -152,12 +214,15 @@ pub struct Subscriber {
 
 impl Subscriber {
     /// The newest frame with a sequence above `after`, or `None` if none
-    /// comes within `timeout`.
+    /// comes within `timeout`. For a first frame (`after` 0) the current one
+    /// is taken only if it is [`FRESH`]: a camera just woken from idle
+    /// still holds its last frame from before.
     pub async fn next(&mut self, after: u64, timeout: Duration) -> Option<Arc<Frame>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(f) = self.rx.borrow_and_update().as_ref()
                 && f.sequence > after
+                && (after > 0 || f.published.elapsed() <= FRESH)
             {
                 return Some(f.clone());
             }
@@ -172,6 +237,8 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        let mut linger = self.feed.demand.linger_until.lock().unwrap();
+        *linger = Some(Instant::now() + LINGER);
         self.feed.stats.clients.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -200,7 +267,7 @@ mod tests {
 
     #[tokio::test]
     async fn readers_skip_to_newest_and_count_as_clients() {
-        let feed = Feed::new("t", "test", (2, 2), 30.0);
+        let feed = Feed::new("t", "test", (2, 2), 30.0, false);
         let mut sub = feed.subscribe();
         assert_eq!(feed.stats.clients.load(Ordering::Relaxed), 1);
         assert!(sub.next(0, Duration::from_millis(10)).await.is_none(), "no frame yet");
@@ -224,7 +291,7 @@ mod tests {
 
     #[tokio::test]
     async fn first_next_returns_current_frame() {
-        let feed = Feed::new("t", "test", (2, 2), 30.0);
+        let feed = Feed::new("t", "test", (2, 2), 30.0, false);
         feed.publish(Bytes::from_static(b"x"), (2, 2), SystemTime::now(), false);
         let mut sub = feed.subscribe();
         assert_eq!(sub.next(0, Duration::ZERO).await.unwrap().sequence, 1);

@@ -16,6 +16,7 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize],
     imports: {
         "framewire:camera/frames.[method]subscription.next": async | trappable,
+        "framewire:camera/frames.latest": async | trappable,
         default: trappable,
     },
     with: {
@@ -26,6 +27,9 @@ wasmtime::component::bindgen!({
 });
 
 use self::framewire::camera::{frames, host};
+
+/// How long `latest` waits for a fresh frame (a camera waking from idle).
+const LATEST_WAIT: Duration = Duration::from_secs(2);
 
 /// A component's handle on one shared frame.
 pub struct FrameHandle(pub Arc<Frame>);
@@ -53,6 +57,7 @@ impl From<Status> for frames::Status {
         match s {
             Status::Starting => frames::Status::Starting,
             Status::Live => frames::Status::Live,
+            Status::Idle => frames::Status::Idle,
             Status::NoSignal => frames::Status::NoSignal,
             Status::Failed => frames::Status::Failed,
         }
@@ -80,7 +85,6 @@ impl frames::Host for Ctx {
             .map(|f| {
                 let (status, last_error) = f.stats.health();
                 let (width, height) = f.stats.size();
-                let (frames_captured, frames_encoded) = f.stats.frames();
                 frames::CameraInfo {
                     name: f.name.clone(),
                     spec: f.spec.clone(),
@@ -90,19 +94,23 @@ impl frames::Host for Ctx {
                     measured_fps: f.stats.measured_fps(),
                     status: status.into(),
                     last_error,
-                    frames_captured,
-                    frames_encoded,
+                    format: f.stats.format(),
+                    frames_captured: f.stats.captured.load(Relaxed),
+                    frames_encoded: f.stats.encoded.load(Relaxed),
+                    frames_passed_through: f.stats.passed_through.load(Relaxed),
+                    frames_dropped: f.stats.dropped.load(Relaxed),
                     clients: f.stats.clients.load(Relaxed),
                 }
             })
             .collect())
     }
 
-    fn latest(&mut self, camera: String) -> wasmtime::Result<Result<Resource<FrameHandle>, frames::Error>> {
+    async fn latest(&mut self, camera: String) -> wasmtime::Result<Result<Resource<FrameHandle>, frames::Error>> {
         let Some(feed) = self.host.feeds.get(&camera) else {
             return Ok(Err(frames::Error::UnknownCamera(camera)));
         };
-        match feed.latest() {
+        // As a new viewer would: the current frame if fresh, else the next.
+        match feed.subscribe().next(0, LATEST_WAIT).await {
             Some(f) => Ok(Ok(self.table.push(FrameHandle(f))?)),
             None => Ok(Err(frames::Error::NoFrame)),
         }

@@ -19,6 +19,7 @@ pub fn status_name(status: frames::Status) -> &'static str {
     match status {
         frames::Status::Starting => "starting",
         frames::Status::Live => "live",
+        frames::Status::Idle => "idle",
         frames::Status::NoSignal => "no-signal",
         frames::Status::Failed => "failed",
     }

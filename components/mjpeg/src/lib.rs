@@ -15,8 +15,6 @@ use spin_sdk::http_component;
 /// How long one `next` call waits before checking that the client is still
 /// there; also the longest a stream goes without a frame before it notices.
 const FRAME_WAIT_MS: u32 = 1_000;
-/// How long a snapshot waits for a camera's first frame before a 503.
-const FIRST_FRAME_WAIT_MS: u32 = 2_000;
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
@@ -68,15 +66,10 @@ fn frames_error(e: frames::Error) -> Reply {
     }
 }
 
-/// The newest frame; a camera with none yet (just started; a failed camera
-/// shows its "no signal" card) gets up to [`FIRST_FRAME_WAIT_MS`] for one.
+/// The newest frame, fresh: the host wakes an idle camera and waits for
+/// its next frame (a failed camera shows its "no signal" card).
 fn latest(cam: &str) -> Result<frames::Frame, Reply> {
-    match frames::latest(cam) {
-        Err(frames::Error::NoFrame) => {
-            subscribe(cam)?.next(0, FIRST_FRAME_WAIT_MS).ok_or_else(|| frames_error(frames::Error::NoFrame))
-        }
-        other => other.map_err(frames_error),
-    }
+    frames::latest(cam).map_err(frames_error)
 }
 
 fn subscribe(cam: &str) -> Result<frames::Subscription, Reply> {
@@ -163,8 +156,11 @@ fn state() -> serde_json::Value {
                 "status": status_name(c.status),
                 "error": c.last_error,
                 "clients": c.clients,
+                "format": c.format,
                 "frames_captured": c.frames_captured,
                 "frames_encoded": c.frames_encoded,
+                "frames_passed_through": c.frames_passed_through,
+                "frames_dropped": c.frames_dropped,
             })
         })
         .collect();

@@ -8,13 +8,13 @@ mod synthetic;
 mod v4l;
 
 use crate::encode;
-use crate::frames::{Feed, Feeds, Status};
+use crate::frames::{FRESH, Feed, Feeds, Status};
 use anyhow::{Result, bail};
 use bytes::Bytes;
 use spec::{CameraSpec, Kind};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,12 +26,27 @@ pub enum Image<'a> {
     Jpeg { jpeg: Bytes, captured: SystemTime },
 }
 
+/// What an opened source delivers.
+pub struct Opened {
+    pub size: (u32, u32),
+    /// For the state page, e.g. `MJPEG 640x480@30, passed through`.
+    pub format: String,
+}
+
 /// Where frames come from.
 pub trait Source {
-    /// Open (or reopen) the device; returns the frame size.
-    fn open(&mut self) -> Result<(u32, u32)>;
+    /// Open (or reopen) the device.
+    fn open(&mut self) -> Result<Opened>;
     /// Block until the next frame.
     fn capture(&mut self) -> Result<Image<'_>>;
+    /// Called instead of `capture` while nobody watches. A device that keeps
+    /// running takes one frame and drops it undecoded, so that the next
+    /// frame asked for is a fresh one and an unplug is noticed: it returns
+    /// true. Others return false at once and are not called again until
+    /// someone watches.
+    fn discard(&mut self) -> Result<bool> {
+        Ok(false)
+    }
     fn close(&mut self) {}
 }
 
@@ -70,7 +85,7 @@ impl Cameras {
         let mut threads = Vec::new();
         let mut opened = Vec::new();
         for spec in specs {
-            let feed = Feed::new(&spec.name, &spec.source, (spec.width, spec.height), spec.fps);
+            let feed = Feed::new(&spec.name, &spec.source, (spec.width, spec.height), spec.fps, spec.always_on);
             let (tx, rx) = std::sync::mpsc::channel();
             let runner = Runner { feed: feed.clone(), stop: stop.clone(), size: (spec.width, spec.height) };
             let spec2 = spec.clone();
@@ -105,16 +120,23 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 impl Drop for Cameras {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        for feed in self.feeds.iter() {
+            feed.wake();
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
 }
 
-/// Longest wait between reopen attempts of a failed camera.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// Rate of "no signal" frames while a camera is down.
-const NO_SIGNAL_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest wait between reopen attempts of a failed camera: a replugged
+/// webcam is live again within about this long.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Rate of "no signal" frames while a camera is down; at most [`FRESH`]
+/// apart, so a snapshot or a new viewer never waits for one.
+const NO_SIGNAL_INTERVAL: Duration = FRESH;
+/// How often an idle capture thread checks whether it should stop.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 struct Runner {
     feed: Arc<Feed>,
@@ -137,8 +159,8 @@ impl Runner {
             }
         };
         let mut open = match source.open() {
-            Ok(size) => {
-                self.set_size(size);
+            Ok(mode) => {
+                self.opened(mode);
                 let _ = opened.send(Ok(()));
                 true
             }
@@ -146,7 +168,7 @@ impl Runner {
                 tracing::error!(camera = %self.feed.name, "{e:#}");
                 self.feed.stats.set_health(Status::Failed, Some(format!("{e:#}")));
                 // Viewers get the "no signal" card from the first moment.
-                if let Some(card) = no_signal_card(&self.feed.name, self.size.0, self.size.1) {
+                if let Some(card) = no_signal_card(&self.feed.name, self.size.0, self.size.1, &self.feed.stats.encoded) {
                     self.feed.publish(card, self.size, SystemTime::now(), true);
                 }
                 let _ = opened.send(Err(format!("{e:#}")));
@@ -159,17 +181,21 @@ impl Runner {
             if !open {
                 let status = if was_live { Status::NoSignal } else { Status::Failed };
                 match self.recover(source.as_mut(), status) {
-                    Some(size) => self.set_size(size),
+                    Some(opened) => self.opened(opened),
                     None => break,
                 }
                 times.clear();
             }
             open = true;
             was_live = true;
+            let wanted = self.feed.wanted();
             // A panicking source is a failed capture, not a dead camera.
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.capture_one(source.as_mut())))
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("camera source panicked")));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if wanted { self.capture_one(source.as_mut()) } else { self.idle(source.as_mut()) }
+            }))
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("camera source panicked")));
             match result {
+                Ok(()) if !wanted => times.clear(),
                 Ok(()) => {
                     let now = Instant::now();
                     times.push_back(now);
@@ -195,38 +221,60 @@ impl Runner {
         source.close();
     }
 
-    fn set_size(&mut self, size: (u32, u32)) {
-        self.size = size;
-        self.feed.stats.set_size(size);
+    fn opened(&mut self, opened: Opened) {
+        tracing::info!(camera = %self.feed.name, "{}", opened.format);
+        self.size = opened.size;
+        self.feed.stats.set_size(opened.size);
+        self.feed.stats.set_format(opened.format);
     }
 
     fn capture_one(&mut self, source: &mut dyn Source) -> Result<()> {
         let (w, h) = self.size;
         let stats = &self.feed.stats;
-        let (jpeg, captured) = match source.capture()? {
-            Image::Rgb { pixels, captured } => match encode::rgb_to_jpeg(pixels, w, h, encode::QUALITY) {
-                Ok(jpeg) => (jpeg, captured),
-                Err(e) => {
-                    stats.count_frame(false);
-                    return Err(e);
+        let image = source.capture()?;
+        stats.captured.fetch_add(1, Ordering::Relaxed);
+        let (jpeg, size, captured) = match image {
+            Image::Rgb { pixels, captured } => (encode::rgb_to_jpeg(pixels, w, h, encode::QUALITY, &stats.encoded)?, (w, h), captured),
+            Image::Jpeg { jpeg, captured } => match passthrough(jpeg) {
+                Ok((jpeg, size)) => {
+                    stats.passed_through.fetch_add(1, Ordering::Relaxed);
+                    (jpeg, size, captured)
+                }
+                Err(broken) => {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(camera = %self.feed.name, "dropped a broken frame: {broken}");
+                    return Ok(());
                 }
             },
-            Image::Jpeg { jpeg, captured } => (jpeg, captured),
         };
-        stats.count_frame(true);
-        self.feed.publish(jpeg, (w, h), captured, false);
+        // Live before the frame is out: whoever sees the frame sees the state.
         if stats.health().0 != Status::Live {
             tracing::info!(camera = %self.feed.name, "live");
             stats.set_health(Status::Live, None);
+        }
+        self.feed.publish(jpeg, size, captured, false);
+        Ok(())
+    }
+
+    /// Nobody watches: nothing is decoded or encoded (see [`Source::discard`]).
+    fn idle(&mut self, source: &mut dyn Source) -> Result<()> {
+        let stats = &self.feed.stats;
+        if stats.health().0 != Status::Idle {
+            tracing::info!(camera = %self.feed.name, "idle: nobody watches");
+            stats.set_health(Status::Idle, None);
+            stats.set_measured_fps(0.0);
+        }
+        if !source.discard()? {
+            self.feed.wait_until_wanted(IDLE_CHECK);
         }
         Ok(())
     }
 
     /// Reopen with exponential backoff, publishing "no signal" frames
     /// meanwhile so clients stay connected and see why. None if stopped.
-    fn recover(&mut self, source: &mut dyn Source, status: Status) -> Option<(u32, u32)> {
+    fn recover(&mut self, source: &mut dyn Source, status: Status) -> Option<Opened> {
         let (w, h) = self.size;
-        let card = no_signal_card(&self.feed.name, w, h);
+        let card = no_signal_card(&self.feed.name, w, h, &self.feed.stats.encoded);
         let mut backoff = Duration::from_millis(100);
         let mut last_card: Option<Instant> = None;
         loop {
@@ -244,9 +292,9 @@ impl Runner {
                 std::thread::sleep((until - Instant::now().min(until)).min(Duration::from_millis(100)));
             }
             match source.open() {
-                Ok(size) => {
+                Ok(opened) => {
                     tracing::info!(camera = %self.feed.name, "reopened");
-                    return Some(size);
+                    return Some(opened);
                 }
                 Err(e) => {
                     tracing::debug!(camera = %self.feed.name, "reopen failed: {e:#}");
@@ -258,8 +306,22 @@ impl Runner {
     }
 }
 
+/// A device's JPEG as published: checked whole (a broken one is dropped),
+/// its padding after EOI cut, the standard Huffman tables inserted if the
+/// device left them out (as many UVC cameras do; Safari and strict
+/// decoders show nothing without them). Returns it with its size.
+fn passthrough(jpeg: Bytes) -> Result<(Bytes, (u32, u32)), framewire_core::jpeg::Broken> {
+    let info = framewire_core::jpeg::check(&jpeg)?;
+    let jpeg = jpeg.slice(..info.len);
+    let jpeg = match framewire_core::jpeg::with_huffman_tables(&jpeg) {
+        Some(fixed) => Bytes::from(fixed),
+        None => jpeg,
+    };
+    Ok((jpeg, (info.width.into(), info.height.into())))
+}
+
 /// The frame clients see while a camera is down, encoded once per outage.
-fn no_signal_card(name: &str, w: u32, h: u32) -> Option<Bytes> {
+fn no_signal_card(name: &str, w: u32, h: u32, encoded: &AtomicU64) -> Option<Bytes> {
     let mut c = draw::Canvas::new(w, h);
     c.fill_rect(0, 0, w as i64, h as i64, [48, 48, 48]);
     let scale = (w / 160).max(1);
@@ -269,7 +331,7 @@ fn no_signal_card(name: &str, w: u32, h: u32) -> Option<Bytes> {
     let sub = (scale / 2).max(1);
     let x = (w as i64 - draw::Canvas::text_width(name, sub)) / 2;
     c.text(x, h as i64 / 2 + 4 * scale as i64, sub, name, [220, 220, 220]);
-    encode::rgb_to_jpeg(&c.pixels, w, h, encode::QUALITY)
+    encode::rgb_to_jpeg(&c.pixels, w, h, encode::QUALITY, encoded)
         .map_err(|e| tracing::error!("cannot render no-signal frame: {e:#}"))
         .ok()
 }

@@ -4,8 +4,10 @@
 //! - `test[:WxH[@FPS]]`: the built-in synthetic test pattern.
 //! - `v4l:DEVICE[:WxH[@FPS]]`: a V4L2 webcam, DEVICE being `/dev/videoN` or `N`.
 //!
-//! Options (for testing failure handling): `fail-after=N` makes the source
-//! fail once after N frames; `down-ms=MS` keeps it from reopening that long.
+//! Options: `always-on` keeps the camera capturing with nobody watching
+//! (otherwise it idles: nothing drawn, decoded or encoded). For testing
+//! failure handling, `fail-after=N` makes the source fail once after N
+//! frames; `down-ms=MS` keeps it from reopening that long.
 
 use anyhow::{Context, Result, bail, ensure};
 use framewire_core::routes::valid_camera_name;
@@ -31,6 +33,7 @@ pub struct CameraSpec {
     pub fps: f32,
     pub fail_after: Option<u64>,
     pub down_ms: u64,
+    pub always_on: bool,
 }
 
 impl CameraSpec {
@@ -63,6 +66,7 @@ impl CameraSpec {
             fps: DEFAULT_FPS,
             fail_after: None,
             down_ms: 2_000,
+            always_on: false,
         };
         let mode = match kind_str {
             "test" => args,
@@ -93,11 +97,15 @@ impl CameraSpec {
             }
         }
         for opt in parts {
-            let (k, v) = opt.split_once('=').with_context(|| format!("option {opt:?}: expected KEY=VALUE"))?;
+            if opt == "always-on" {
+                spec.always_on = true;
+                continue;
+            }
+            let (k, v) = opt.split_once('=').with_context(|| format!("option {opt:?}: expected always-on or KEY=VALUE"))?;
             match k {
                 "fail-after" => spec.fail_after = Some(v.parse().with_context(|| format!("bad fail-after {v:?}"))?),
                 "down-ms" => spec.down_ms = v.parse().with_context(|| format!("bad down-ms {v:?}"))?,
-                _ => bail!("unknown option {k:?}; known: fail-after, down-ms"),
+                _ => bail!("unknown option {k:?}; known: always-on, fail-after, down-ms"),
             }
         }
         ensure!(
@@ -126,7 +134,8 @@ mod tests {
         let s = CameraSpec::parse("t", "test").unwrap();
         assert_eq!((s.width, s.height, s.fps), (640, 480, 30.0));
         let s = CameraSpec::parse("t", "test:@5,fail-after=10,down-ms=300").unwrap();
-        assert_eq!((s.fps, s.fail_after, s.down_ms), (5.0, Some(10), 300));
+        assert_eq!((s.fps, s.fail_after, s.down_ms, s.always_on), (5.0, Some(10), 300, false));
+        assert!(CameraSpec::parse("t", "test:640x480@30,always-on").unwrap().always_on);
         let s = CameraSpec::parse("w", "v4l:/dev/video2:320x240").unwrap();
         assert_eq!((s.kind, s.width), (Kind::V4l { index: 2 }, 320));
         assert_eq!(CameraSpec::parse("w", "v4l:0").unwrap().kind, Kind::V4l { index: 0 });

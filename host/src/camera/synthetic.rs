@@ -3,7 +3,7 @@
 
 use super::draw::Canvas;
 use super::spec::CameraSpec;
-use super::{Image, Source};
+use super::{Image, Opened, Source};
 use anyhow::{Result, bail};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -104,7 +104,7 @@ pub fn time_code_cell(width: u32) -> u32 {
 }
 
 impl Source for Synthetic {
-    fn open(&mut self) -> Result<(u32, u32)> {
+    fn open(&mut self) -> Result<Opened> {
         if let Some(until) = self.down_until {
             if Instant::now() < until {
                 bail!("synthetic camera is down (down-ms)");
@@ -112,7 +112,9 @@ impl Source for Synthetic {
             self.down_until = None;
         }
         self.next_tick = None;
-        Ok((self.canvas.width, self.canvas.height))
+        let (w, h) = (self.canvas.width, self.canvas.height);
+        let fps = 1.0 / self.interval.as_secs_f64();
+        Ok(Opened { size: (w, h), format: format!("test pattern {w}x{h}@{fps:.4}, JPEG-encoded here").replace(".0000", "") })
     }
 
     fn capture(&mut self) -> Result<Image<'_>> {

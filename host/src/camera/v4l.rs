@@ -3,7 +3,7 @@
 //! decoded to RGB and encoded once.
 
 use super::spec::CameraSpec;
-use super::{Image, Source};
+use super::{Image, Opened, Source};
 use anyhow::{Context, Result};
 use nokhwa::pixel_format::RgbFormat;
 use nokhwa::utils::{ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType, Resolution};
@@ -36,7 +36,7 @@ impl V4l {
 }
 
 impl Source for V4l {
-    fn open(&mut self) -> Result<(u32, u32)> {
+    fn open(&mut self) -> Result<Opened> {
         let dev = self.device();
         // nokhwa panics deep inside on some missing devices; check first for a clear error.
         std::fs::metadata(&dev).with_context(|| format!("cannot open camera {dev}"))?;
@@ -45,9 +45,14 @@ impl Source for V4l {
         let mut cam = nokhwa::Camera::with_backend(CameraIndex::Index(self.index), requested, ApiBackend::Video4Linux)
             .with_context(|| format!("cannot open camera {dev}"))?;
         cam.open_stream().with_context(|| format!("cannot start streaming from {dev}"))?;
-        let res = cam.resolution();
+        let format = cam.camera_format();
+        let res = format.resolution();
+        let how = if format.format() == FrameFormat::MJPEG { "passed through" } else { "JPEG-encoded here" };
         self.camera = Some(cam);
-        Ok((res.width(), res.height()))
+        Ok(Opened {
+            size: (res.width(), res.height()),
+            format: format!("{} {}x{}@{}, {how}", format.format(), res.width(), res.height(), format.frame_rate()),
+        })
     }
 
     fn capture(&mut self) -> Result<Image<'_>> {
@@ -61,6 +66,13 @@ impl Source for V4l {
         let img = buf.decode_image::<RgbFormat>().with_context(|| format!("cannot decode frame from {dev}"))?;
         self.rgb = img.into_raw();
         Ok(Image::Rgb { pixels: &self.rgb, captured })
+    }
+
+    fn discard(&mut self) -> Result<bool> {
+        let dev = self.device();
+        let cam = self.camera.as_mut().context("camera not open")?;
+        cam.frame_raw().with_context(|| format!("capture from {dev} failed"))?;
+        Ok(true)
     }
 
     fn close(&mut self) {
