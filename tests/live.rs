@@ -327,3 +327,18 @@ async fn an_unwatched_camera_idles_and_wakes_with_fresh_frames() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(captured(&camera_state(addr, "cam").await.unwrap()), captured(&back));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mjpg_streamer_urls_answer_like_stream_and_snapshot() {
+    let server = start(&["first=test:160x120@10", "second=test:320x240@10"]).await.unwrap();
+    let r = get(server.addr, "/?action=snapshot").await.unwrap();
+    assert_eq!((r.status, r.header("content-type")), (200, Some("image/jpeg")));
+    assert_eq!(decode_jpeg(&r.body).unwrap(), (160, 120), "the first camera");
+    let (head, frames) = read_stream(server.addr, "/?action=stream", Duration::from_millis(800)).await.unwrap();
+    assert_eq!(head.status, 200);
+    assert!(frames.len() >= 3, "{} frames", frames.len());
+    assert_eq!(decode_jpeg(&frames[0].part.body).unwrap(), (160, 120));
+    // Without an action, `/` is still the page.
+    let page = get(server.addr, "/").await.unwrap();
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+}

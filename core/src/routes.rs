@@ -53,6 +53,21 @@ pub fn camera_route(path: &str) -> Option<CameraRoute<'_>> {
     }
 }
 
+/// mjpg-streamer's URLs, which OctoPrint, Home Assistant and many scripts
+/// use: `/?action=stream` and `/?action=snapshot` (its first camera) are
+/// `/stream` and `/snapshot`. Returns the path to serve instead.
+pub fn mjpg_streamer_alias(path: &str, query: &str) -> Option<&'static str> {
+    if path != "/" {
+        return None;
+    }
+    let pairs = crate::query::pairs(query).ok()?;
+    match pairs.iter().find(|(k, _)| k == "action")?.1.as_str() {
+        "stream" => Some("/stream"),
+        "snapshot" => Some("/snapshot"),
+        _ => None,
+    }
+}
+
 /// Camera names are kept simple so they can sit in a URL path unescaped.
 pub fn valid_camera_name(name: &str) -> bool {
     !name.is_empty()
@@ -89,6 +104,16 @@ mod tests {
         assert_eq!(camera_route("/cameras/front"), None);
         assert_eq!(camera_route("/cameras/front/stream/x"), None);
         assert_eq!(camera_route("/other"), None);
+    }
+
+    #[test]
+    fn mjpg_streamer_urls() {
+        assert_eq!(mjpg_streamer_alias("/", "action=stream"), Some("/stream"));
+        assert_eq!(mjpg_streamer_alias("/", "action=snapshot&n=1"), Some("/snapshot"));
+        assert_eq!(mjpg_streamer_alias("/", "t=1&action=stream"), Some("/stream"));
+        assert_eq!(mjpg_streamer_alias("/", ""), None);
+        assert_eq!(mjpg_streamer_alias("/", "action=other"), None);
+        assert_eq!(mjpg_streamer_alias("/x", "action=stream"), None);
     }
 
     #[test]

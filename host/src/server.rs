@@ -56,6 +56,14 @@ impl App {
         if req.uri().authority().is_none() && !req.headers().contains_key(hyper::header::HOST) {
             req.headers_mut().insert(hyper::header::HOST, local.to_string().parse().expect("socket address is a valid header"));
         }
+        if let Some(alias) = framewire_core::routes::mjpg_streamer_alias(req.uri().path(), req.uri().query().unwrap_or("")) {
+            let target = format!("{alias}?{}", req.uri().query().unwrap_or(""));
+            let mut parts = req.uri().clone().into_parts();
+            parts.path_and_query = target.parse().ok();
+            if let Ok(uri) = hyper::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
         let path = req.uri().path().to_string();
         let Some(route) = self.routes.find(&path) else {
             return json_response(404, &format!("no route for {path}"));
