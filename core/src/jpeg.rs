@@ -181,7 +181,27 @@ const TEM: u8 = 0x01;
 /// padding may follow (some UVC drivers leave it in the buffer). It does
 /// not decode the image data.
 pub fn check(jpeg: &[u8]) -> Result<Info, Broken> {
-    match walk(jpeg, false)? {
+    whole(jpeg, Tail::Zeros)
+}
+
+/// Like [`check`] for a frame at the start of a capture buffer that may
+/// hold anything after the frame's EOI (nokhwa 0.10 hands over whole V4L2
+/// buffers, not their `bytesused`, so what follows is an older frame's
+/// leftovers). The frame is `&buf[..info.len]`. A frame cut short and
+/// followed by such leftovers may pass, if they end in an EOI.
+pub fn check_in_buffer(buf: &[u8]) -> Result<Info, Broken> {
+    whole(buf, Tail::Anything)
+}
+
+/// What may follow a frame's EOI.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    Zeros,
+    Anything,
+}
+
+fn whole(jpeg: &[u8], tail: Tail) -> Result<Info, Broken> {
+    match walk(jpeg, false, tail)? {
         Walk::Whole(info) => Ok(info),
         // Not reached: a whole walk only ends at EOI.
         Walk::Headers { .. } => Err(Broken::Truncated { offset: jpeg.len() }),
@@ -199,7 +219,7 @@ pub fn check(jpeg: &[u8]) -> Result<Info, Broken> {
 /// progressive frame without tables gets them too: its scans use the same
 /// DC and AC table slots.
 pub fn with_huffman_tables(jpeg: &[u8]) -> Option<Vec<u8>> {
-    let sos_offset = match walk(jpeg, true).ok()? {
+    let sos_offset = match walk(jpeg, true, Tail::Anything).ok()? {
         Walk::Headers {
             has_huffman_tables: false,
             sos_offset,
@@ -231,7 +251,7 @@ struct Frame {
 /// The walk behind [`check`] and, stopping at the first SOS, behind
 /// [`with_huffman_tables`]. Every step moves forward, every byte is looked
 /// at a bounded number of times: linear time.
-fn walk(jpeg: &[u8], stop_at_first_sos: bool) -> Result<Walk, Broken> {
+fn walk(jpeg: &[u8], stop_at_first_sos: bool, tail: Tail) -> Result<Walk, Broken> {
     if jpeg.len() < MIN_FRAME_BYTES {
         return Err(Broken::TooSmall { len: jpeg.len() });
     }
@@ -253,7 +273,9 @@ fn walk(jpeg: &[u8], stop_at_first_sos: bool) -> Result<Walk, Broken> {
                 let Some(sos_offset) = first_sos else {
                     return Err(Broken::NoSos);
                 };
-                if let Some(i) = jpeg[pos..].iter().position(|&b| b != 0) {
+                if tail == Tail::Zeros
+                    && let Some(i) = jpeg[pos..].iter().position(|&b| b != 0)
+                {
                     return Err(Broken::TrailingData { offset: pos + i });
                 }
                 return Ok(Walk::Whole(Info {
@@ -747,6 +769,11 @@ mod tests {
         let mut twice = baseline();
         twice.extend_from_slice(&baseline());
         assert_eq!(check(&twice), Err(Broken::TrailingData { offset: len }));
+        // In a capture buffer, whatever follows the EOI is an older frame's.
+        assert_eq!(check_in_buffer(&twice).map(|i| i.len), Ok(len));
+        let mut cut = jpeg[..len - 40].to_vec();
+        cut.extend_from_slice(&[0; 300]);
+        assert!(matches!(check_in_buffer(&cut), Err(Broken::Truncated { .. })));
     }
 
     #[test]

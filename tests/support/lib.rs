@@ -2,6 +2,7 @@
 //! talk to it over real sockets, read MJPEG with a strict parser.
 
 pub mod browser;
+pub mod fakecam;
 pub mod slow;
 
 use anyhow::{Context, Result, bail};

@@ -307,11 +307,11 @@ impl Runner {
 }
 
 /// A device's JPEG as published: checked whole (a broken one is dropped),
-/// its padding after EOI cut, the standard Huffman tables inserted if the
+/// cut at its EOI (nokhwa hands over the whole buffer), the standard Huffman tables inserted if the
 /// device left them out (as many UVC cameras do; Safari and strict
 /// decoders show nothing without them). Returns it with its size.
 fn passthrough(jpeg: Bytes) -> Result<(Bytes, (u32, u32)), framewire_core::jpeg::Broken> {
-    let info = framewire_core::jpeg::check(&jpeg)?;
+    let info = framewire_core::jpeg::check_in_buffer(&jpeg)?;
     let jpeg = jpeg.slice(..info.len);
     let jpeg = match framewire_core::jpeg::with_huffman_tables(&jpeg) {
         Some(fixed) => Bytes::from(fixed),

@@ -5,7 +5,9 @@
 //! - `v4l:DEVICE[:WxH[@FPS]]`: a V4L2 webcam, DEVICE being `/dev/videoN` or `N`.
 //!
 //! Options: `always-on` keeps the camera capturing with nobody watching
-//! (otherwise it idles: nothing drawn, decoded or encoded). For testing
+//! (otherwise it idles: nothing drawn, decoded or encoded). For webcams,
+//! `format=mjpeg|yuyv|nv12|gray` picks the device's pixel format (by
+//! default MJPEG when it has it, passed through undecoded). For testing
 //! failure handling, `fail-after=N` makes the source fail once after N
 //! frames; `down-ms=MS` keeps it from reopening that long.
 
@@ -34,7 +36,12 @@ pub struct CameraSpec {
     pub fail_after: Option<u64>,
     pub down_ms: u64,
     pub always_on: bool,
+    /// A webcam's pixel format, upper case (`MJPEG`, `YUYV`, ...), if asked for.
+    pub format: Option<String>,
 }
+
+/// Pixel formats a webcam may be asked for.
+pub const FORMATS: [&str; 4] = ["MJPEG", "YUYV", "NV12", "GRAY"];
 
 impl CameraSpec {
     /// Parse `NAME=SOURCE`.
@@ -67,6 +74,7 @@ impl CameraSpec {
             fail_after: None,
             down_ms: 2_000,
             always_on: false,
+            format: None,
         };
         let mode = match kind_str {
             "test" => args,
@@ -105,7 +113,12 @@ impl CameraSpec {
             match k {
                 "fail-after" => spec.fail_after = Some(v.parse().with_context(|| format!("bad fail-after {v:?}"))?),
                 "down-ms" => spec.down_ms = v.parse().with_context(|| format!("bad down-ms {v:?}"))?,
-                _ => bail!("unknown option {k:?}; known: always-on, fail-after, down-ms"),
+                "format" => {
+                    let f = v.to_ascii_uppercase();
+                    ensure!(FORMATS.contains(&f.as_str()), "format {v:?}: expected one of {}", FORMATS.join(", ").to_lowercase());
+                    spec.format = Some(f);
+                }
+                _ => bail!("unknown option {k:?}; known: always-on, format, fail-after, down-ms"),
             }
         }
         ensure!(
@@ -136,6 +149,8 @@ mod tests {
         let s = CameraSpec::parse("t", "test:@5,fail-after=10,down-ms=300").unwrap();
         assert_eq!((s.fps, s.fail_after, s.down_ms, s.always_on), (5.0, Some(10), 300, false));
         assert!(CameraSpec::parse("t", "test:640x480@30,always-on").unwrap().always_on);
+        let s = CameraSpec::parse("w", "v4l:0:320x240@15,format=yuyv").unwrap();
+        assert_eq!(s.format.as_deref(), Some("YUYV"));
         let s = CameraSpec::parse("w", "v4l:/dev/video2:320x240").unwrap();
         assert_eq!((s.kind, s.width), (Kind::V4l { index: 2 }, 320));
         assert_eq!(CameraSpec::parse("w", "v4l:0").unwrap().kind, Kind::V4l { index: 0 });
@@ -153,6 +168,7 @@ mod tests {
             ("x=test:@fast", "bad frame rate"),
             ("x=v4l:/dev/sda", "expected /dev/videoN"),
             ("x=test,colour=red", "unknown option"),
+            ("x=v4l:0,format=h264", "expected one of mjpeg, yuyv"),
         ] {
             let err = format!("{:#}", CameraSpec::parse_named(bad).unwrap_err());
             assert!(err.contains(why), "{bad}: {err}");
