@@ -4,13 +4,12 @@
 //! `cargo run --release -p framewire-bench --bin mjpeg-load -- --help`
 
 use anyhow::{Context, Result, bail};
+use framewire_bench::{Server, cpu_seconds, percentile, rss_kib, self_cpu_seconds};
 use bytes::Bytes;
 use clap::Parser as _;
 use framewire_core::mjpeg::{self, Parser};
 use http_body_util::{BodyExt, Empty};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(clap::Parser, Debug)]
@@ -19,8 +18,9 @@ struct Args {
     /// framewire binary to start (with the camera below).
     #[arg(long, default_value = "target/release/framewire")]
     server: String,
-    /// Camera source for the started server.
-    #[arg(long, default_value = "test:640x480@30")]
+    /// Camera source for the started server (always on: the idle figure is
+    /// then the camera's own capture and encode cost).
+    #[arg(long, default_value = "test:640x480@30,always-on")]
     camera: String,
     /// Client counts to run, one after another.
     #[arg(long, value_delimiter = ',', default_value = "1,200,500,1000")]
@@ -93,60 +93,6 @@ async fn run_client(addr: SocketAddr, path: &str, (start, end): (Instant, Instan
     Ok(())
 }
 
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = &stat[stat.rfind(')').context("bad stat")? + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
-    Ok(ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64)
-}
-
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
-    Ok(line.split_whitespace().nth(1).context("bad VmRSS")?.parse()?)
-}
-
-fn self_cpu_seconds() -> f64 {
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(ru.ru_utime) + t(ru.ru_stime)
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(bin: &str, camera: &str) -> Result<Server> {
-    let mut child = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "off", "--camera", &format!("cam={camera}")])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(std::env::temp_dir().join("framewire-bench-server.log"))?)
-        .spawn()
-        .with_context(|| format!("cannot start {bin} (build it: cargo build --release -p framewire)"))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
-    let url = line.trim().strip_prefix("framewire listening on http://").with_context(|| format!("unexpected output {line:?}"))?;
-    Ok(Server { addr: url.parse()?, child })
-}
-
 async fn camera_clients(addr: SocketAddr) -> Result<u64> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
@@ -160,8 +106,8 @@ async fn camera_clients(addr: SocketAddr) -> Result<u64> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let server = start_server(&args.server, &args.camera)?;
-    let pid = server.child.id();
+    let server = Server::start(&args.server, &[format!("cam={}", args.camera)], &[])?;
+    let pid = server.pid();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Idle cost: capture and encode with no clients.
