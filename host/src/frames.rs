@@ -180,9 +180,11 @@ impl Feed {
 
     /// Whether the camera should capture now.
     pub fn wanted(&self) -> bool {
-        self.always_on
-            || self.stats.clients.load(Ordering::Relaxed) > 0
-            || self.demand.linger_until.lock().unwrap().is_some_and(|t| Instant::now() < t)
+        self.wanted_with(*self.demand.linger_until.lock().unwrap(), Instant::now())
+    }
+
+    fn wanted_with(&self, linger_until: Option<Instant>, now: Instant) -> bool {
+        self.always_on || self.stats.clients.load(Ordering::Relaxed) > 0 || linger_until.is_some_and(|t| now < t)
     }
 
     /// Block the capture thread until the camera is wanted, or `limit` passes.
@@ -191,7 +193,7 @@ impl Feed {
         let mut linger = self.demand.linger_until.lock().unwrap();
         loop {
             let now = Instant::now();
-            if self.always_on || self.stats.clients.load(Ordering::Relaxed) > 0 || linger.is_some_and(|t| now < t) || now >= deadline {
+            if self.wanted_with(*linger, now) || now >= deadline {
                 return;
             }
             linger = self.demand.wake.wait_timeout(linger, deadline - now).unwrap().0;
@@ -295,5 +297,34 @@ mod tests {
         feed.publish(Bytes::from_static(b"x"), (2, 2), SystemTime::now(), false);
         let mut sub = feed.subscribe();
         assert_eq!(sub.next(0, Duration::ZERO).await.unwrap().sequence, 1);
+    }
+}
+
+#[cfg(test)]
+mod demand_tests {
+    use super::*;
+
+    #[test]
+    fn a_viewer_wakes_the_camera_which_lingers_after_it_leaves() {
+        let feed = Feed::new("t", "test", (2, 2), 30.0, false);
+        assert!(!feed.wanted(), "nobody watches a new camera");
+        let waiter = {
+            let feed = feed.clone();
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                feed.wait_until_wanted(Duration::from_secs(10));
+                start.elapsed()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let sub = feed.subscribe();
+        let waited = waiter.join().unwrap();
+        assert!(waited < Duration::from_secs(5), "woken by the subscription, not the timeout ({waited:?})");
+        assert!(feed.wanted());
+        drop(sub);
+        assert!(feed.wanted(), "lingers after the last viewer");
+        let until = feed.demand.linger_until.lock().unwrap().unwrap();
+        assert!(!feed.wanted_with(Some(until), until), "and stops after LINGER");
+        assert!(Feed::new("a", "test", (2, 2), 30.0, true).wanted(), "always-on");
     }
 }
