@@ -307,17 +307,17 @@ impl Runner {
 }
 
 /// A device's JPEG as published: checked whole (a broken one is dropped),
-/// cut at its EOI (nokhwa hands over the whole buffer), the standard Huffman tables inserted if the
-/// device left them out (as many UVC cameras do; Safari and strict
-/// decoders show nothing without them). Returns it with its size.
-fn passthrough(jpeg: Bytes) -> Result<(Bytes, (u32, u32)), framewire_core::jpeg::Broken> {
-    let info = framewire_core::jpeg::check_in_buffer(&jpeg)?;
-    let jpeg = jpeg.slice(..info.len);
-    let jpeg = match framewire_core::jpeg::with_huffman_tables(&jpeg) {
-        Some(fixed) => Bytes::from(fixed),
-        None => jpeg,
-    };
-    Ok((jpeg, (info.width.into(), info.height.into())))
+/// cut at its EOI, the standard Huffman tables inserted if the device left
+/// them out (as many UVC cameras do; Safari and strict decoders show nothing
+/// without them). Returns it with its size. nokhwa hands over the whole
+/// capture buffer (w×h×2 bytes for a ~20 KB frame): the frame is copied out
+/// rather than sliced, so that the buffer is freed at once and not held as
+/// long as any viewer holds the frame.
+fn passthrough(buf: Bytes) -> Result<(Bytes, (u32, u32)), framewire_core::jpeg::Broken> {
+    let info = framewire_core::jpeg::check_in_buffer(&buf)?;
+    let jpeg = &buf[..info.len];
+    let jpeg = framewire_core::jpeg::with_huffman_tables(jpeg).unwrap_or_else(|| jpeg.to_vec());
+    Ok((Bytes::from(jpeg), (info.width.into(), info.height.into())))
 }
 
 /// The frame clients see while a camera is down, encoded once per outage.
