@@ -151,15 +151,27 @@ impl Body {
         Ok(moved)
     }
 
-    /// Wait until everything written so far has left for the network, failing
-    /// on a stall as a write does. The host completes a flush only when its
-    /// own queues are empty and the socket holds little unsent, so a stream
-    /// that flushes between frames and then picks the newest one skips
-    /// frames on a slow link instead of queueing them.
+    /// Ask the host to flush what has been written so far, without waiting:
+    /// the stream then takes no more bytes until the flush has completed
+    /// (see [`Body::wait_flushed`]). The host completes a flush only when
+    /// its own queues are empty and the socket holds little unsent.
     pub fn flush(&mut self) -> Result<(), Error> {
         self.send_head();
         self.out().flush()?;
-        self.writable(&mut None).map(drop)
+        Ok(())
+    }
+
+    /// Wait for a flush asked for earlier, failing on a stall as a write
+    /// does; returns whether there was anything to wait for. A stream that
+    /// flushes after each item and, when this had to wait, picks the newest
+    /// item again skips items on a slow link instead of queueing them; on a
+    /// fast link the flush is long done and this costs one host call.
+    pub fn wait_flushed(&mut self) -> Result<bool, Error> {
+        if self.out().check_write()? > 0 {
+            return Ok(false);
+        }
+        self.writable(&mut None)?;
+        Ok(true)
     }
 
     /// Fails once the client has gone away.

@@ -123,17 +123,22 @@ fn stream(sub: frames::Subscription, opts: query::StreamQuery, out: ResponseOutp
                 body.sleep_until(next_due)?;
                 next_due = next_due.max(wasi::clocks::monotonic_clock::now().saturating_sub(interval)) + interval;
             }
-            let Some(frame) = sub.next(last, FRAME_WAIT_MS) else {
+            let Some(mut frame) = sub.next(last, FRAME_WAIT_MS) else {
                 body.check_open()?;
                 continue;
             };
+            // The last frame may still be on its way to a slow client: once
+            // it has left, send the newest frame, not this one.
+            if body.wait_flushed()?
+                && let Some(newer) = sub.next(frame.info().sequence, 0)
+            {
+                frame = newer;
+            }
             let info = frame.info();
             last = info.sequence;
             body.write_all(mjpeg::part_header(info.size as usize, info.captured_at_us, info.sequence).as_bytes())?;
             body.splice_all(&frame.body(), info.size as u64)?;
             body.write_all(mjpeg::part_trailer().as_bytes())?;
-            // The next frame is picked once this one has left: on a slow
-            // link the frames in between are skipped, not queued.
             body.flush()?;
         }
     })();
