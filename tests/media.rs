@@ -25,8 +25,17 @@ async fn media() -> Media {
     let root = dir.path().join("root");
     std::fs::create_dir_all(root.join("sub dir")).unwrap();
     std::fs::write(root.join("data.bin"), pattern(1000)).unwrap();
+    // Written an hour ago: its Last-Modified is a strong validator.
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(root.join("data.bin")).unwrap().set_modified(an_hour_ago).unwrap();
     std::fs::write(root.join("empty.txt"), b"").unwrap();
     std::fs::write(root.join("sub dir/<b>&.txt"), b"nested").unwrap();
+    std::fs::write(root.join(".env"), b"PASSWORD=hunter2").unwrap();
+    std::fs::create_dir_all(root.join(".git")).unwrap();
+    std::fs::write(root.join(".git/config"), b"[remote]").unwrap();
+    std::fs::write(root.join("page.html"), b"<script>alert(1)</script>").unwrap();
+    std::fs::write(root.join("icon.svg"), b"<svg xmlns='http://www.w3.org/2000/svg'/>").unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, root.join("fifo"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from(0o644), 0).unwrap();
     std::fs::write(dir.path().join("secret.txt"), b"TOP SECRET OUTSIDE THE ROOT").unwrap();
     std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("escape.txt")).unwrap();
     std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
@@ -151,10 +160,10 @@ async fn multiple_ranges() {
     assert_eq!(r.header("content-length").unwrap().parse::<usize>().unwrap(), r.body.len());
     let parts = byteranges(&r);
     assert_eq!(parts.len(), 2, "overlapping and adjacent ranges coalesced");
-    assert_eq!(parts[0].0, "bytes 0-29/1000");
-    assert_eq!(parts[0].1, &data[0..30]);
-    assert_eq!(parts[1].0, "bytes 900-909/1000");
-    assert_eq!(parts[1].1, &data[900..910]);
+    assert_eq!(parts[0].0, "bytes 900-909/1000", "in the order asked for");
+    assert_eq!(parts[0].1, &data[900..910]);
+    assert_eq!(parts[1].0, "bytes 0-29/1000");
+    assert_eq!(parts[1].1, &data[0..30]);
 
     // No amplification: too many ranges, or ranges adding up past the size.
     let many = format!("bytes={}", (0..40).map(|i| format!("{}-{}", i * 20, i * 20 + 1)).collect::<Vec<_>>().join(","));
@@ -493,4 +502,48 @@ async fn small_files_rewritten_under_requests_never_show_a_newer_version() {
     let whole = completed.len();
     eprintln!("{whole} completed ({mid_write} caught a rewrite mid-write), {refused} refused, {} rewrites", versions.len() - 1);
     assert!(whole >= 20 && refused >= 5, "the race was not exercised: {whole} completed, {refused} refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_files_fifos_and_active_content() {
+    let m = media().await;
+    for hidden in ["/media/.env", "/media/.git/config", "/media/.git/", "/media/%2Eenv"] {
+        let r = m.get(hidden, &[]).await;
+        assert_eq!(r.status, 404, "{hidden}");
+        assert!(!String::from_utf8_lossy(&r.body).contains("hunter2"));
+    }
+    // A FIFO would block an open until a writer comes: it is refused at once,
+    // and the thread is free for the next request.
+    for _ in 0..4 {
+        let r = tokio::time::timeout(Duration::from_secs(5), m.get("/media/fifo", &[])).await.expect("a FIFO answered at once");
+        assert_eq!(r.status, 404);
+    }
+    assert_eq!(m.get("/media/data.bin", &[]).await.status, 200);
+    for (file, active) in [("page.html", true), ("icon.svg", true), ("data.bin", false), ("t.mp4", false)] {
+        let r = m.get(&format!("/media/{file}"), &[]).await;
+        assert_eq!(r.status, 200);
+        let csp = r.header("content-security-policy");
+        assert_eq!(csp == Some("sandbox"), active, "{file}: {csp:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_ignores_range_and_a_fresh_date_does_not_validate_if_range() {
+    let m = media().await;
+    let r = fetch_with(m.server.addr, "HEAD", "/media/data.bin", &[("range", "bytes=0-9")]).await.unwrap();
+    assert_eq!(r.status, 200, "HEAD with Range is answered as without it");
+    assert_eq!(r.header("content-length"), Some("1000"));
+    assert!(r.header("content-range").is_none());
+
+    // A file written within the last second: its Last-Modified is weak, so
+    // an If-Range date cannot validate a range of it (the full file comes).
+    std::fs::write(m.root().join("fresh.bin"), pattern(100)).unwrap();
+    let full = m.get("/media/fresh.bin", &[]).await;
+    let lm = full.header("last-modified").unwrap().to_string();
+    let r = m.get("/media/fresh.bin", &[("range", "bytes=0-9"), ("if-range", &lm)]).await;
+    assert_eq!((r.status, r.body.len()), (200, 100), "weak date");
+    // data.bin was last written an hour ago: its date validates.
+    let lm = m.get("/media/data.bin", &[]).await.header("last-modified").unwrap().to_string();
+    let r = m.get("/media/data.bin", &[("range", "bytes=0-9"), ("if-range", &lm)]).await;
+    assert_eq!((r.status, r.body.len()), (206, 10), "strong date");
 }

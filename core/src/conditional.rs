@@ -9,15 +9,23 @@ pub struct Validators {
     /// A strong entity-tag, quotes included.
     pub etag: String,
     pub last_modified: SystemTime,
+    /// Whether Last-Modified is strong: at least a second before the
+    /// response's date, so no second write can have shared its timestamp
+    /// (RFC 9110 §8.8.2.2). Only a strong date may validate If-Range.
+    pub last_modified_is_strong: bool,
 }
 
 impl Validators {
-    /// Validators for a file: the tag changes when its identity (any number
-    /// that changes when another file takes its place), size or
-    /// modification time does.
-    pub fn for_file(identity: u64, size: u64, modified: SystemTime) -> Self {
+    /// Validators for a file, for a response dated `now`: the tag changes
+    /// when its identity (any number that changes when another file takes
+    /// its place), size or modification time does.
+    pub fn for_file(identity: u64, size: u64, modified: SystemTime, now: SystemTime) -> Self {
         let nanos = modified.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-        Validators { etag: format!("\"{identity:x}-{size:x}-{nanos:x}\""), last_modified: modified }
+        Validators {
+            etag: format!("\"{identity:x}-{size:x}-{nanos:x}\""),
+            last_modified: modified,
+            last_modified_is_strong: now.duration_since(modified).is_ok_and(|d| d >= Duration::from_secs(1)),
+        }
     }
 
     pub fn last_modified_header(&self) -> String {
@@ -100,7 +108,7 @@ pub fn evaluate(c: &Conditions, v: &Validators, get_or_head: bool) -> Outcome {
     let honor_range = match c.if_range.map(str::trim) {
         None => true,
         Some(ir) if ir.starts_with('"') || ir.starts_with("W/") => ir == v.etag,
-        Some(ir) => date(ir) == Some(modified),
+        Some(ir) => v.last_modified_is_strong && date(ir) == Some(modified),
     };
     Outcome::Proceed { honor_range }
 }
@@ -110,7 +118,15 @@ mod tests {
     use super::*;
 
     fn v() -> Validators {
-        Validators { etag: "\"abc\"".into(), last_modified: UNIX_EPOCH + Duration::from_secs(1_700_000_000) }
+        let modified = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        Validators::for_file(0, 0, modified, modified + Duration::from_secs(1)).with_etag("\"abc\"")
+    }
+
+    impl Validators {
+        fn with_etag(mut self, etag: &str) -> Self {
+            self.etag = etag.into();
+            self
+        }
     }
     const LM: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
     const BEFORE: &str = "Tue, 14 Nov 2023 22:13:19 GMT";
@@ -164,15 +180,21 @@ mod tests {
         assert_eq!(eval(Conditions { if_range: Some(LM), ..Default::default() }), GO);
         assert_eq!(eval(Conditions { if_range: Some(AFTER), ..Default::default() }), no, "dates must match exactly");
         assert_eq!(eval(Conditions { if_range: Some("junk"), ..Default::default() }), no);
+        // A file modified within the second before the response: its date is weak.
+        let fresh = Validators::for_file(0, 0, v().last_modified, v().last_modified + Duration::from_millis(999));
+        assert!(!fresh.last_modified_is_strong);
+        let c = Conditions { if_range: Some(LM), ..Default::default() };
+        assert_eq!(evaluate(&c, &fresh, true), no, "a weak date never validates If-Range");
     }
 
     #[test]
     fn file_tags_change_with_identity_size_and_time() {
         let t = UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
-        let a = Validators::for_file(7, 100, t);
+        let f = |id, size, t| Validators::for_file(id, size, t, t);
+        let a = f(7, 100, t);
         assert!(a.etag.starts_with('"') && a.etag.ends_with('"'));
-        assert_ne!(a.etag, Validators::for_file(8, 100, t).etag);
-        assert_ne!(a.etag, Validators::for_file(7, 101, t).etag);
-        assert_ne!(a.etag, Validators::for_file(7, 100, t + Duration::from_nanos(1)).etag);
+        assert_ne!(a.etag, f(8, 100, t).etag);
+        assert_ne!(a.etag, f(7, 101, t).etag);
+        assert_ne!(a.etag, f(7, 100, t + Duration::from_nanos(1)).etag);
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! The path is percent-decoded exactly once; anything that could name a
 //! file outside the media root (`..`, absolute paths, backslashes, NUL) is
-//! refused here, before the filesystem (itself sandboxed) is asked.
+//! refused here, before the filesystem (itself sandboxed) is asked, and so
+//! is any hidden name (`.env`, `.git/config`): a folder's dotfiles are not
+//! media.
 
 use percent_encoding::percent_decode_str;
 
@@ -38,6 +40,7 @@ pub fn resolve(raw: &str) -> Result<MediaPath, PathError> {
             match seg {
                 "" => return Err(PathError("empty path segment")),
                 "." | ".." => return Err(PathError("dot segment")),
+                s if s.starts_with('.') => return Err(PathError("hidden name")),
                 s => segments.push(s.to_string()),
             }
         }
@@ -80,6 +83,14 @@ mod tests {
         ] {
             assert!(resolve(bad).is_err(), "{bad:?} must be refused");
         }
+    }
+
+    #[test]
+    fn refuses_hidden_names() {
+        for bad in [".env", ".git/config", "a/.git/", "%2eenv", "videos/.hidden.mp4", ".well-known/x"] {
+            assert_eq!(resolve(bad), Err(PathError("hidden name")), "{bad:?}");
+        }
+        assert!(resolve("a.b/c.d").is_ok());
     }
 
     #[test]

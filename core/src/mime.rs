@@ -33,9 +33,27 @@ pub fn content_type(name: &str) -> String {
     mime_guess::from_ext(&ext).first_raw().unwrap_or("application/octet-stream").into()
 }
 
+/// Whether a browser given this type may run script from it on the
+/// server's origin (HTML, XHTML, SVG, XML, JavaScript): such files are
+/// served with `Content-Security-Policy: sandbox`.
+pub fn may_run_script(content_type: &str) -> bool {
+    let t = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    t == "text/html" || t.ends_with("/xml") || t.ends_with("+xml") || t.ends_with("javascript") || t.ends_with("ecmascript")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::content_type;
+    use super::{content_type, may_run_script};
+
+    #[test]
+    fn active_types() {
+        for name in ["a.html", "a.HTM", "a.xhtml", "a.svg", "a.xml", "a.js", "a.mjs"] {
+            assert!(may_run_script(&content_type(name)), "{name}: {}", content_type(name));
+        }
+        for name in ["a.mp4", "a.webm", "a.txt", "a.pdf", "a.jpg", "a.css", "a.json", "noext"] {
+            assert!(!may_run_script(&content_type(name)), "{name}: {}", content_type(name));
+        }
+    }
 
     #[test]
     fn types() {

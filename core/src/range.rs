@@ -4,8 +4,9 @@
 //! Policy, as nginx and Go's `http.ServeContent` do it:
 //! - a header that is not valid `bytes=` syntax (or another unit) is ignored:
 //!   the full representation is served with 200;
-//! - satisfiable ranges are clamped to the size, sorted, and overlapping or
-//!   adjacent ones are coalesced;
+//! - satisfiable ranges are clamped to the size, and overlapping or adjacent
+//!   ones are coalesced; the rest keep the order they were asked in (RFC 9110
+//!   §15.3.7.2: a player asking for its index first gets it first);
 //! - if no range is satisfiable the answer is 416 (an empty representation
 //!   satisfies no byte range, suffix ranges included);
 //! - more than [`MAX_RANGES`] ranges, or ranges whose lengths add up to more
@@ -44,7 +45,7 @@ pub enum Ranges {
     /// 416 with `Content-Range: bytes */SIZE`.
     Unsatisfiable,
     /// One or more satisfiable ranges: 206 (multipart/byteranges if many),
-    /// sorted and coalesced.
+    /// coalesced, in the order asked for.
     Partial(Vec<ByteRange>),
 }
 
@@ -111,12 +112,19 @@ pub fn evaluate(header: &str, size: u64) -> Ranges {
     if ranges.len() > 1 && requested > size as u128 {
         return Ranges::Full;
     }
-    ranges.sort_by_key(|r| r.start);
+    // Each range joins the first kept one it overlaps or touches, where that
+    // one stands; what it then reaches joins too. At most MAX_RANGES each.
+    let touch = |a: &ByteRange, b: &ByteRange| a.start <= b.end.saturating_add(1) && b.start <= a.end.saturating_add(1);
     let mut merged: Vec<ByteRange> = Vec::with_capacity(ranges.len());
     for r in ranges {
-        match merged.last_mut() {
-            Some(last) if r.start <= last.end.saturating_add(1) => last.end = last.end.max(r.end),
-            _ => merged.push(r),
+        let Some(i) = merged.iter().position(|m| touch(m, &r)) else {
+            merged.push(r);
+            continue;
+        };
+        merged[i] = ByteRange { start: merged[i].start.min(r.start), end: merged[i].end.max(r.end) };
+        while let Some(j) = (i + 1..merged.len()).find(|&j| touch(&merged[i], &merged[j])) {
+            let other = merged.remove(j);
+            merged[i] = ByteRange { start: merged[i].start.min(other.start), end: merged[i].end.max(other.end) };
         }
     }
     Ranges::Partial(merged)
@@ -167,7 +175,17 @@ mod tests {
         assert_eq!(
             evaluate("bytes=0-9, 20-29,10-19, 50-59", 1000),
             Ranges::Partial(vec![r(0, 29), r(50, 59)]),
-            "adjacent merged, sorted"
+            "adjacent merged"
+        );
+        assert_eq!(
+            evaluate("bytes=900-999,0-99,500-599", 1000),
+            Ranges::Partial(vec![r(900, 999), r(0, 99), r(500, 599)]),
+            "the order asked for"
+        );
+        assert_eq!(
+            evaluate("bytes=50-59,0-9,20-29,10-19", 1000),
+            Ranges::Partial(vec![r(50, 59), r(0, 29)]),
+            "a range joining two kept ones merges them where the first stands"
         );
         assert_eq!(evaluate("bytes=0-50,40-60", 1000), Ranges::Partial(vec![r(0, 60)]), "overlap merged");
         assert_eq!(evaluate("bytes=,0-1,,", 1000), Ranges::Partial(vec![r(0, 1)]), "empty elements skipped");

@@ -55,10 +55,17 @@ proptest! {
             let union: BTreeSet<u64> = satisfiable.iter().flat_map(|s| s.iter().copied()).collect();
             let served: BTreeSet<u64> = ranges.iter().flat_map(|r| r.start..=r.end).collect();
             prop_assert_eq!(&served, &union);
-            // Sorted, disjoint and not adjacent: coalesced as far as possible.
-            for w in ranges.windows(2) {
-                prop_assert!(w[0].end + 1 < w[1].start, "{:?}", ranges);
+            // Disjoint and not adjacent: coalesced as far as possible.
+            for (i, a) in ranges.iter().enumerate() {
+                for b in &ranges[i + 1..] {
+                    prop_assert!(a.end + 1 < b.start || b.end + 1 < a.start, "{:?}", ranges);
+                }
             }
+            // In the order asked for: each range stands where the first
+            // spec it serves bytes of stood.
+            let first_spec = |r: &ByteRange| sets.iter().position(|s| s.iter().any(|b| (r.start..=r.end).contains(b)));
+            let order: Vec<_> = ranges.iter().map(first_spec).collect();
+            prop_assert!(order.windows(2).all(|w| w[0] < w[1]), "{:?} from {}", ranges, render(&specs));
             let total: u64 = ranges.iter().map(ByteRange::len).sum();
             prop_assert!(total <= size, "never more bytes than the file");
         }

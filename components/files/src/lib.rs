@@ -41,7 +41,16 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let file = if media.segments.is_empty() {
         root
     } else {
-        match root.open_at(PathFlags::SYMLINK_FOLLOW, &media.relative(), OpenFlags::empty(), DescriptorFlags::READ) {
+        // Only files and folders are opened: opening a FIFO would wait for a
+        // writer, and a socket or device is not media.
+        let rel = media.relative();
+        let openable = root
+            .stat_at(PathFlags::SYMLINK_FOLLOW, &rel)
+            .is_ok_and(|s| matches!(s.type_, DescriptorType::RegularFile | DescriptorType::Directory));
+        if !openable {
+            return Reply::error(404, "not found").send(out, head);
+        }
+        match root.open_at(PathFlags::SYMLINK_FOLLOW, &rel, OpenFlags::empty(), DescriptorFlags::READ) {
             Ok(f) => f,
             Err(_) => return Reply::error(404, "not found").send(out, head),
         }
@@ -82,18 +91,23 @@ fn time(t: &Option<wasi::clocks::wall_clock::Datetime>) -> std::time::SystemTime
 /// cost another host call and stat per request).
 fn validators(stat: &DescriptorStat) -> Validators {
     let changed = time(&stat.status_change_timestamp).duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
-    Validators::for_file(changed, stat.size, time(&stat.data_modification_timestamp))
+    let now = time(&Some(wasi::clocks::wall_clock::now()));
+    Validators::for_file(changed, stat.size, time(&stat.data_modification_timestamp), now)
 }
 
 fn serve_file(request: &Headers, file: &Descriptor, stat: &DescriptorStat, name: &str, out: ResponseOutparam, head: bool) {
     let v = validators(stat);
     let size = stat.size;
+    let ctype = mime::content_type(name);
     let headers = |r: Reply| {
-        r.header("etag", &v.etag)
+        let r = r
+            .header("etag", &v.etag)
             .header("last-modified", &v.last_modified_header())
             .header("accept-ranges", "bytes")
             .header("cache-control", "no-cache")
-            .header("x-content-type-options", "nosniff")
+            .header("x-content-type-options", "nosniff");
+        // An HTML or SVG file from the folder must not run script as framewire.
+        if mime::may_run_script(&ctype) { r.header("content-security-policy", "sandbox") } else { r }
     };
     let (im, inm, ims, ius, ir) = (
         request.get("if-match"),
@@ -114,9 +128,9 @@ fn serve_file(request: &Headers, file: &Descriptor, stat: &DescriptorStat, name:
         Outcome::Failed => return headers(Reply::error(412, "precondition failed")).send(out, head),
         Outcome::Proceed { honor_range } => honor_range,
     };
-    let ctype = mime::content_type(name);
+    // HEAD is answered as without Range (RFC 9110 §14.2).
     let ranges = match request.get("range") {
-        Some(r) if honor_range => range::evaluate(&r, size),
+        Some(r) if honor_range && !head => range::evaluate(&r, size),
         _ => Ranges::Full,
     };
     let (reply, plan) = match ranges {
