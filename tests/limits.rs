@@ -71,7 +71,7 @@ fn status_of(response: &str) -> &str {
 
 /// A chunked POST of `total` bytes to the echo handler, in 8 KiB chunks.
 fn chunked_echo(total: usize) -> Vec<u8> {
-    let mut req = b"POST /bad/echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
+    let mut req = b"POST /bad/echo HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
     let chunk = vec![b'a'; 8192];
     let mut left = total;
     while left > 0 {
@@ -95,7 +95,7 @@ async fn request_head_and_body_sizes_are_limited() {
     .await;
     let addr = server.addr;
     let head = |extra: usize| {
-        format!("GET /bad/ok HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\nconnection: close\r\n\r\n", "p".repeat(extra))
+        format!("GET /bad/ok HTTP/1.1\r\nhost: localhost\r\nx-pad: {}\r\nconnection: close\r\n\r\n", "p".repeat(extra))
     };
 
     // Headers: within the limit served, past it 431 before any component runs.
@@ -104,11 +104,11 @@ async fn request_head_and_body_sizes_are_limited() {
     assert_eq!(status_of(&r), "431", "{r}");
 
     // A declared body past the limit: 413 at once, without reading a byte of it.
-    let r = raw(addr, b"POST /bad/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 70000\r\n\r\n").await.unwrap();
+    let r = raw(addr, b"POST /bad/echo HTTP/1.1\r\nhost: localhost\r\ncontent-length: 70000\r\n\r\n").await.unwrap();
     assert_eq!(status_of(&r), "413", "{r}");
     assert!(r.contains("65536"), "the limit is named: {r}");
     let body = vec![b'b'; 60_000];
-    let mut req = b"POST /bad/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 60000\r\nconnection: close\r\n\r\n".to_vec();
+    let mut req = b"POST /bad/echo HTTP/1.1\r\nhost: localhost\r\ncontent-length: 60000\r\nconnection: close\r\n\r\n".to_vec();
     req.extend_from_slice(&body);
     let r = raw(addr, &req).await.unwrap();
     assert_eq!(status_of(&r), "200", "{r}");
@@ -131,7 +131,7 @@ async fn request_head_and_body_sizes_are_limited() {
 async fn limits_are_configurable_and_checked() {
     // The defaults let a 12 KB head through, and a tighter limit refuses it.
     let (server, _dir) = misbehaving_route(ServeArgs::default()).await;
-    let head = format!("GET /bad/ok HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\nconnection: close\r\n\r\n", "p".repeat(12_000));
+    let head = format!("GET /bad/ok HTTP/1.1\r\nhost: localhost\r\nx-pad: {}\r\nconnection: close\r\n\r\n", "p".repeat(12_000));
     assert_eq!(status_of(&raw(server.addr, head.as_bytes()).await.unwrap()), "200");
     let err = framewire::config::Config::from_args(&ServeArgs { max_header_bytes: Some(10), ..Default::default() })
         .unwrap_err();

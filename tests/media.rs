@@ -276,7 +276,7 @@ async fn nothing_outside_the_root() {
         "/media/nope.bin",
         "/media/data.bin/",
     ] {
-        let r = raw(m.server.addr, format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+        let r = raw(m.server.addr, format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
         assert!(r.starts_with("HTTP/1.1 404") || r.starts_with("HTTP/1.1 400"), "{path}: {r:.60}");
         assert!(!r.contains("SECRET") && !r.contains("root:"), "{path} leaked");
     }

@@ -2,6 +2,7 @@
 //! admin API, and refusing broken components.
 
 use framewire::config::ServeArgs;
+use framewire::admin::Endpoint;
 use framewire_tests::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -69,7 +70,7 @@ async fn swap_twenty_times_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let (server, file) = serve_from_file(dir.path()).await;
     let addr = server.addr;
-    let admin = server.admin.unwrap();
+    let admin = server.admin.as_ref().unwrap().endpoint.clone();
     assert_eq!(mjpeg_sha(addr).await, sha(&variant(0)));
 
     // Five viewers for the whole run.
@@ -102,7 +103,7 @@ async fn swap_twenty_times_under_load() {
         let start = Instant::now();
         match i % 3 {
             0 => {
-                framewire::admin::swap_command(admin, None, "mjpeg", &write_tmp(dir.path(), &bytes)).await.unwrap();
+                framewire::admin::swap_command(&admin, "mjpeg", &write_tmp(dir.path(), &bytes)).await.unwrap();
             }
             1 => replace(&file, &bytes, true),
             _ => replace(&file, &bytes, false),
@@ -133,12 +134,12 @@ async fn swap_twenty_times_under_load() {
 async fn a_swap_on_demand_stays_until_the_file_changes() {
     let dir = tempfile::tempdir().unwrap();
     let (server, file) = serve_from_file(dir.path()).await;
-    let (addr, admin) = (server.addr, server.admin.unwrap());
+    let (addr, admin) = (server.addr, server.admin.as_ref().unwrap().endpoint.clone());
     // The watcher has read the file at least once.
     replace(&file, &variant(1), false);
     wait_for_sha(addr, &sha(&variant(1))).await;
 
-    framewire::admin::swap_command(admin, None, "mjpeg", &write_tmp(dir.path(), &variant(2))).await.unwrap();
+    framewire::admin::swap_command(&admin, "mjpeg", &write_tmp(dir.path(), &variant(2))).await.unwrap();
     wait_for_sha(addr, &sha(&variant(2))).await;
     // Reading the file and changing its times leave its content alone.
     std::fs::read(&file).unwrap();
@@ -165,7 +166,7 @@ fn write_tmp(dir: &Path, bytes: &[u8]) -> PathBuf {
 async fn broken_components_are_refused_and_the_old_one_serves() {
     let dir = tempfile::tempdir().unwrap();
     let (server, file) = serve_from_file(dir.path()).await;
-    let (addr, admin) = (server.addr, server.admin.unwrap());
+    let (addr, admin) = (server.addr, server.admin.as_ref().unwrap().endpoint.clone());
     let good = sha(&variant(0));
     let empty_component = b"\0asm\x0d\0\x01\0".to_vec();
     let core_module = b"\0asm\x01\0\0\0".to_vec();
@@ -174,7 +175,7 @@ async fn broken_components_are_refused_and_the_old_one_serves() {
         (core_module, "not a valid wasm component"),
         (empty_component, "does not export wasi:http/incoming-handler"),
     ] {
-        let err = framewire::admin::swap_command(admin, None, "mjpeg", &write_tmp(dir.path(), &bytes)).await.unwrap_err();
+        let err = framewire::admin::swap_command(&admin, "mjpeg", &write_tmp(dir.path(), &bytes)).await.unwrap_err();
         assert!(format!("{err:#}").contains(why), "{err:#}");
         assert_eq!(mjpeg_sha(addr).await, good, "the old version keeps serving");
         assert_eq!(get(addr, "/snapshot").await.unwrap().status, 200);
@@ -194,37 +195,107 @@ async fn broken_components_are_refused_and_the_old_one_serves() {
         assert!(start.elapsed() < Duration::from_secs(10), "watcher never reported the bad file: {c}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let err = framewire::admin::swap_command(admin, None, "nope", &write_tmp(dir.path(), &variant(1))).await.unwrap_err();
+    let err = framewire::admin::swap_command(&admin, "nope", &write_tmp(dir.path(), &variant(1))).await.unwrap_err();
     assert!(format!("{err:#}").contains("no route named"), "{err:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_api_off_loopback_needs_a_token() {
-    let err = start_with(ServeArgs {
-        cameras: vec!["cam=test:64x48@5".into()],
-        admin: Some("0.0.0.0:0".into()),
-        ..Default::default()
-    })
-    .await
-    .err()
-    .expect("refused without a token");
-    assert!(format!("{err:#}").contains("--admin-token"), "{err:#}");
+async fn the_admin_api_is_a_private_socket_per_server() {
+    use std::os::unix::fs::PermissionsExt;
+    let cam = || ServeArgs { cameras: vec!["cam=test:64x48@5".into()], ..Default::default() };
+    // Two servers side by side, each with its own socket named after its address.
+    let (a, b) = (start_with(cam()).await.unwrap(), start_with(cam()).await.unwrap());
+    let socket = |s: &framewire::Server| match &s.admin.as_ref().unwrap().endpoint {
+        Endpoint::Socket(p) => p.clone(),
+        other => panic!("not a socket: {other}"),
+    };
+    let (sa, sb) = (socket(&a), socket(&b));
+    assert_ne!(sa, sb);
+    assert!(sa.file_name().unwrap().to_string_lossy().contains(&a.addr.port().to_string()), "{}", sa.display());
+    assert_eq!(std::fs::metadata(&sa).unwrap().permissions().mode() & 0o777, 0o600, "only its owner may connect");
+    assert_eq!(std::fs::metadata(sa.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_tmp(dir.path(), &variant(3));
+    // `framewire swap --listen ADDR` finds it from the served address.
+    let found = framewire::admin::find(b.addr, None, None, sb.parent().unwrap()).unwrap();
+    assert_eq!(found, Endpoint::Socket(sb.clone()));
+    framewire::admin::swap_command(&found, "mjpeg", &f).await.unwrap();
+    assert_eq!(mjpeg_sha(b.addr).await, sha(&variant(3)));
+    assert_ne!(mjpeg_sha(a.addr).await, sha(&variant(3)), "the other server is untouched");
+    // A second server for the same address is refused while the first runs;
+    // the socket goes with its server.
+    let again = ServeArgs { admin: Some(sa.display().to_string()), ..cam() };
+    let err = start_with(again).await.err().expect("the socket is taken");
+    assert!(format!("{err:#}").contains("another framewire"), "{err:#}");
+    drop(a);
+    assert!(!sa.exists(), "socket removed when its server stops");
+}
 
-    let server = start_with(ServeArgs {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_admin_api_always_needs_a_token_and_a_local_host() {
+    let run = tempfile::tempdir().unwrap();
+    let args = |token: Option<&str>| ServeArgs {
         cameras: vec!["cam=test:64x48@5".into()],
         admin: Some("127.0.0.1:0".into()),
-        admin_token: Some("s3cret".into()),
+        admin_token: token.map(String::from),
+        // The token file goes where the socket would: here, beside the cache.
+        cache_dir: Some(run.path().display().to_string()),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_tmp(dir.path(), &variant(7));
+
+    // Loopback included: no token given, one is generated into a 0600 file.
+    let server = start_with(args(None)).await.unwrap();
+    let admin = server.admin.as_ref().unwrap();
+    let Endpoint::Tcp(addr, token) = &admin.endpoint else { panic!("not TCP") };
+    let file = admin.token_file.clone().expect("a token file");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), *token);
+    assert!(token.len() >= 32);
+    let wrong = Endpoint::Tcp(*addr, "wrong".into());
+    let err = framewire::admin::swap_command(&wrong, "mjpeg", &f).await.unwrap_err();
+    assert!(format!("{err:#}").contains("401"), "{err:#}");
+    let no_token = raw(*addr, b"GET /routes HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
+    assert!(no_token.starts_with("HTTP/1.1 401"), "{no_token:.60}");
+    // `framewire swap` reads the token file for the served address.
+    let found = framewire::admin::find(server.addr, Some(&addr.to_string()), None, file.parent().unwrap()).unwrap();
+    framewire::admin::swap_command(&found, "mjpeg", &f).await.unwrap();
+    assert_eq!(mjpeg_sha(server.addr).await, sha(&variant(7)));
+    // DNS rebinding: the right token under a foreign Host is still refused.
+    let rebound = format!("GET /routes HTTP/1.1\r\nHost: evil.example:8079\r\nAuthorization: Bearer {token}\r\n\r\n");
+    let answer = raw(*addr, rebound.as_bytes()).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 421"), "{answer:.60}");
+    drop(server);
+
+    let server = start_with(args(Some("s3cret"))).await.unwrap();
+    let Endpoint::Tcp(addr, _) = server.admin.as_ref().unwrap().endpoint else { panic!("not TCP") };
+    framewire::admin::swap_command(&Endpoint::Tcp(addr, "s3cret".into()), "mjpeg", &f).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_host_names_get_421_unless_allowed() {
+    let server = start_with(ServeArgs {
+        cameras: vec!["cam=test:64x48@5".into()],
+        allow_hosts: vec!["cam.example".into()],
         ..Default::default()
     })
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let f = write_tmp(dir.path(), &variant(7));
-    let admin = server.admin.unwrap();
-    let err = framewire::admin::swap_command(admin, Some("wrong"), "mjpeg", &f).await.unwrap_err();
-    assert!(format!("{err:#}").contains("401"), "{err:#}");
-    framewire::admin::swap_command(admin, Some("s3cret"), "mjpeg", &f).await.unwrap();
-    assert_eq!(mjpeg_sha(server.addr).await, sha(&variant(7)));
+    let ask = |host: &str| format!("GET /snapshot HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    for (host, ok) in [
+        ("evil.example", false),
+        ("127.0.0.1.nip.io:8080", false),
+        ("localhost:8080", true),
+        ("127.0.0.1", true),
+        ("[::1]:8080", true),
+        ("cam.example:8080", true),
+    ] {
+        let answer = raw(server.addr, ask(host).as_bytes()).await.unwrap();
+        let want = if ok { "HTTP/1.1 200" } else { "HTTP/1.1 421" };
+        assert!(answer.starts_with(want), "{host}: {answer:.80}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +318,7 @@ async fn compiled_components_are_cached_by_hash() {
     let server = start_with(args()).await.unwrap();
     assert_eq!(entries(&sha(&variant(0))), 1, "compiled once, cached");
     let up = write_tmp(dir.path(), &variant(1));
-    framewire::admin::swap_command(server.admin.unwrap(), None, "mjpeg", &up).await.unwrap();
+    framewire::admin::swap_command(&server.admin.as_ref().unwrap().endpoint, "mjpeg", &up).await.unwrap();
     assert_eq!(entries(&sha(&variant(1))), 1);
     drop(server);
 

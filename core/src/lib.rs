@@ -2,6 +2,7 @@
 //! tests and the benchmarks. Pure Rust, no I/O: it builds for the host and
 //! for `wasm32-wasip2` alike.
 
+pub mod authority;
 pub mod byteranges;
 pub mod conditional;
 pub mod html;

@@ -95,7 +95,7 @@ pub fn evaluate(header: &str, size: u64) -> Ranges {
     if specs.len() > MAX_RANGES {
         return Ranges::Full;
     }
-    let mut ranges: Vec<ByteRange> = specs
+    let ranges: Vec<ByteRange> = specs
         .iter()
         .filter_map(|spec| match *spec {
             Spec::From(first, _) if first >= size => None,

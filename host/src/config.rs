@@ -32,16 +32,20 @@ pub struct SwapArgs {
     pub route: String,
     /// The new component (.wasm).
     pub file: PathBuf,
-    /// Admin API address of the running framewire.
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN)]
-    pub admin: SocketAddr,
-    /// Bearer token, if the admin API requires one.
+    /// The address the running framewire serves: its admin socket is found
+    /// by it [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Its admin API, if not the default socket: a socket path or IP:PORT.
+    #[arg(long, value_name = "PATH|ADDR")]
+    pub admin: Option<String>,
+    /// Bearer token of a TCP admin API [default: the token file the server wrote].
     #[arg(long, env = "FRAMEWIRE_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
 
-/// Where the admin API listens unless told otherwise: loopback only.
-pub const DEFAULT_ADMIN: &str = "127.0.0.1:8079";
+/// Where framewire serves unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 #[derive(Args, Debug, Default, Clone)]
 pub struct ServeArgs {
@@ -62,12 +66,17 @@ pub struct ServeArgs {
     /// TOML config file (see README).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Admin API address (component swaps), or `off` [default: 127.0.0.1:8079].
-    #[arg(long, value_name = "ADDR|off")]
+    /// Admin API (component swaps): a UNIX socket path, IP:PORT (with a
+    /// bearer token), or `off` [default: a socket in $XDG_RUNTIME_DIR/framewire].
+    #[arg(long, value_name = "PATH|ADDR|off")]
     pub admin: Option<String>,
-    /// Token the admin API requires (needed when it is not on loopback).
+    /// Token a TCP admin API requires [default: generated into a 0600 file].
     #[arg(long, env = "FRAMEWIRE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// A host name requests may name besides localhost and IP addresses
+    /// (others get 421: DNS rebinding); repeatable; `*` allows any.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_hosts: Vec<String>,
     /// Cache of compiled components, or `off` [default: ~/.cache/framewire].
     #[arg(long, value_name = "DIR|off")]
     pub cache_dir: Option<String>,
@@ -100,9 +109,10 @@ struct FileConfig {
     media: Option<PathBuf>,
     /// `["NAME=SOURCE", ...]`, as on the command line.
     cameras: Option<Vec<String>>,
-    /// `"127.0.0.1:8079"` or `"off"`.
+    /// A socket path, `"127.0.0.1:8079"` or `"off"`.
     admin: Option<String>,
     admin_token: Option<String>,
+    allow_hosts: Option<Vec<String>>,
     /// A folder or `"off"`.
     cache_dir: Option<String>,
     max_instances: Option<u32>,
@@ -166,9 +176,11 @@ pub struct Config {
     pub media: Option<PathBuf>,
     pub cameras: Vec<CameraSpec>,
     pub routes: Vec<RouteConfig>,
-    /// Admin API address; None when off.
-    pub admin: Option<SocketAddr>,
+    /// Where the admin API listens.
+    pub admin: crate::admin::AdminAt,
     pub admin_token: Option<String>,
+    /// Host names requests may name besides localhost and IP literals.
+    pub allow_hosts: Vec<String>,
     pub runtime: crate::runtime::Options,
     pub http: crate::server::HttpLimits,
     /// Threads serving HTTP (see [`crate::Server`]).
@@ -290,17 +302,20 @@ impl Config {
             // The sample folder exists in a checkout; elsewhere serve no media.
             None => Some(default_media()).filter(|m| m.is_dir()),
         };
-        let admin = match args.admin.clone().or(file.admin).as_deref().unwrap_or(DEFAULT_ADMIN) {
-            "off" => None,
-            a => Some(a.parse::<SocketAddr>().with_context(|| format!("admin address {a:?}: expected IP:PORT or off"))?),
+        let admin = match args.admin.clone().or(file.admin) {
+            Some(a) => crate::admin::AdminAt::parse(&a)?,
+            None => crate::admin::AdminAt::DefaultSocket,
         };
+        let mut allow_hosts = args.allow_hosts.clone();
+        allow_hosts.extend(file.allow_hosts.unwrap_or_default());
         Ok(Config {
-            listen: args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".parse().unwrap()),
+            listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap()),
             media,
             cameras,
             routes,
             admin,
             admin_token: args.admin_token.clone().or(file.admin_token),
+            allow_hosts,
             runtime: crate::runtime::Options {
                 max_instances: match args.max_instances.or(file.max_instances) {
                     Some(0) => bail!("max-instances must be at least 1"),
@@ -351,7 +366,7 @@ mod tests {
     fn defaults() {
         let c = Config::from_args(&ServeArgs::default()).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.admin.unwrap().to_string(), DEFAULT_ADMIN);
+        assert_eq!(c.admin, crate::admin::AdminAt::DefaultSocket);
         assert_eq!(c.cameras.len(), 1);
         assert_eq!(c.cameras[0].name, "test");
         assert_eq!(c.routes[0].component, ComponentSource::Builtin("mjpeg".into()));
@@ -387,7 +402,7 @@ mod tests {
             ("[routes.new]\ncomponent = \"x.wasm\"", "needs `paths`"),
             ("[routes.mjpeg]\npaths = [\"nope\"]", "must start with '/'"),
             ("media = \"/nonexistent/media\"", "not a directory"),
-            ("admin = \"nowhere\"", "expected IP:PORT or off"),
+            ("admin = \"nowhere\"", "expected a socket path, IP:PORT or off"),
             ("http_threads = 0", "http-threads must be at least 1"),
         ] {
             let f = write(text);

@@ -15,6 +15,7 @@ pub mod frames;
 pub mod guest;
 pub mod routes;
 pub mod runtime;
+pub mod secret;
 pub mod server;
 pub mod swap;
 

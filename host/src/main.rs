@@ -22,7 +22,9 @@ async fn main() -> Result<()> {
             }
         }
         Command::Swap(args) => {
-            let out = framewire::admin::swap_command(args.admin, args.token.as_deref(), &args.route, &args.file).await?;
+            let dir = framewire::admin::admin_dir(None);
+            let admin = framewire::admin::find(args.listen, args.admin.as_deref(), args.token, &dir)?;
+            let out = framewire::admin::swap_command(&admin, &args.route, &args.file).await?;
             println!("{out}");
         }
         Command::Serve(args) => {
@@ -33,8 +35,11 @@ async fn main() -> Result<()> {
             urls += &format!("  live stream  http://{}/stream\n", server.addr);
             urls += &format!("  snapshot     http://{}/snapshot\n", server.addr);
             urls += &format!("  state        http://{}/api/state\n", server.addr);
-            if let Some(admin) = server.admin {
-                urls += &format!("  admin        http://{admin}/routes  (framewire swap ROUTE FILE)\n");
+            if let Some(admin) = &server.admin {
+                urls += &format!("  admin        {}  (framewire swap ROUTE FILE)\n", admin.endpoint);
+                if let Some(file) = &admin.token_file {
+                    urls += &format!("               its bearer token is in {}\n", file.display());
+                }
             }
             if let Some(media) = &config.media {
                 urls += &format!("  media        http://{}/media/  ({})\n", server.addr, media.display());

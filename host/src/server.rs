@@ -24,6 +24,8 @@ pub struct App {
     pub routes: Routes,
     pub cameras: Cameras,
     pub limits: HttpLimits,
+    /// Host names requests may name besides localhost and IP literals.
+    pub allow_hosts: Vec<String>,
 }
 
 /// What a request may bring, enforced before any component sees it.
@@ -48,13 +50,19 @@ impl App {
         let cameras = Cameras::start(&config.cameras)?;
         let runtime = Runtime::with_options(HostInfo::new(cameras.feeds.clone()), config.runtime.clone())?;
         let routes = Routes::load(&runtime, &config.routes, config.media.as_deref())?;
-        Ok(Arc::new(App { runtime, routes, cameras, limits: config.http }))
+        Ok(Arc::new(App { runtime, routes, cameras, limits: config.http, allow_hosts: config.allow_hosts.clone() }))
     }
 
     async fn handle(&self, mut req: hyper::Request<hyper::body::Incoming>, local: SocketAddr, pace: Arc<Pace>) -> hyper::Response<HyperOutgoingBody> {
         // HTTP/1.0 clients may omit Host; wasi:http needs an authority.
         if req.uri().authority().is_none() && !req.headers().contains_key(hyper::header::HOST) {
             req.headers_mut().insert(hyper::header::HOST, local.to_string().parse().expect("socket address is a valid header"));
+        }
+        // DNS rebinding: a page whose name now points here must not read us.
+        let host = host_of(&req).unwrap_or("");
+        if !framewire_core::authority::allowed(host, &self.allow_hosts) {
+            let name = framewire_core::authority::host_name(host);
+            return json_response(421, &format!("this server does not answer to {name:?}; start it with --allow-host {name} to allow it"));
         }
         if let Some(alias) = framewire_core::routes::mjpg_streamer_alias(req.uri().path(), req.uri().query().unwrap_or("")) {
             let target = format!("{alias}?{}", req.uri().query().unwrap_or(""));
@@ -86,6 +94,11 @@ impl App {
             }
         }
     }
+}
+
+/// The host a request names: its Host header, else its URI's authority.
+pub fn host_of<B>(req: &hyper::Request<B>) -> Option<&str> {
+    req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()))
 }
 
 /// The request with its body capped at `max` bytes: a declared length past
@@ -129,8 +142,8 @@ fn json_response(status: u16, message: &str) -> hyper::Response<HyperOutgoingBod
 /// busy host costs less than a shared multi-threaded runtime (see the README).
 pub struct Server {
     pub addr: SocketAddr,
-    /// Where the admin API listens, if it is on.
-    pub admin: Option<SocketAddr>,
+    /// The admin API, if it is on.
+    pub admin: Option<crate::admin::Admin>,
     pub app: Arc<App>,
     /// Dropped to stop the threads.
     _stop: tokio::sync::watch::Sender<()>,
@@ -147,10 +160,8 @@ impl Server {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let admin = match config.admin {
-            Some(a) => Some(crate::admin::start(app.clone(), a, config.admin_token.clone()).await?),
-            None => None,
-        };
+        let dir = crate::admin::admin_dir(config.runtime.cache_dir.as_deref());
+        let admin = crate::admin::start(app.clone(), &config.admin, config.admin_token.clone(), &dir, addr).await?;
         let watcher = crate::swap::watch(&app)?;
         let (stop, stopped) = tokio::sync::watch::channel(());
         let (ended_tx, ended) = tokio::sync::mpsc::channel(1);

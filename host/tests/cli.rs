@@ -76,30 +76,50 @@ fn serve_prints_its_url_and_serves() {
 }
 
 #[test]
-fn swap_exits_non_zero_with_the_reason() {
-    fails_with(&["swap", "mjpeg", "/nonexistent.wasm", "--admin", "127.0.0.1:1"], "cannot read");
+fn swap_finds_the_server_by_its_address_and_exits_non_zero_with_the_reason() {
     let dir = std::env::temp_dir().join(format!("framewire-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let junk = dir.join("junk.wasm");
     std::fs::write(&junk, b"junk").unwrap();
-    fails_with(&["swap", "mjpeg", junk.to_str().unwrap(), "--admin", "127.0.0.1:1"], "cannot reach the admin API");
+    // Admin sockets go to $XDG_RUNTIME_DIR/framewire: a private one here.
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let cli = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_framewire")).args(args).env("XDG_RUNTIME_DIR", &run).output().unwrap();
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
 
-    let (mut child, mut out) = serve(&["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--camera", "t=test:64x48@5"]);
-    let admin = loop {
+    let missing = cli(&["swap", "mjpeg", "/nonexistent.wasm", "--listen", "127.0.0.1:1"]);
+    assert!(stderr(&missing).contains("cannot read"), "{}", stderr(&missing));
+    let nobody = cli(&["swap", "mjpeg", junk.to_str().unwrap(), "--listen", "127.0.0.1:1"]);
+    assert!(!nobody.status.success());
+    assert!(stderr(&nobody).contains("cannot reach the admin API at unix:"), "{}", stderr(&nobody));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_framewire"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--camera", "t=test:64x48@5"])
+        .env("XDG_RUNTIME_DIR", &run)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let addr = first.trim().strip_prefix("framewire listening on http://").unwrap().to_string();
+    let admin_line = loop {
         let mut line = String::new();
         assert!(out.read_line(&mut line).unwrap() > 0, "no admin line");
-        if let Some(rest) = line.trim().strip_prefix("admin        http://") {
-            break rest.split('/').next().unwrap().to_string();
+        if line.trim_start().starts_with("admin") {
+            break line;
         }
     };
-    let refused = framewire(&["swap", "mjpeg", junk.to_str().unwrap(), "--admin", &admin]);
-    let unknown = framewire(&["swap", "nope", junk.to_str().unwrap(), "--admin", &admin]);
+    assert!(admin_line.contains(&format!("unix:{}/framewire/admin-", run.display())), "{admin_line}");
+    let refused = cli(&["swap", "mjpeg", junk.to_str().unwrap(), "--listen", &addr]);
+    let unknown = cli(&["swap", "nope", junk.to_str().unwrap(), "--listen", &addr]);
     child.kill().unwrap();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a valid wasm component"));
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no route named"));
+    assert!(stderr(&refused).contains("not a valid wasm component"), "{}", stderr(&refused));
+    assert!(stderr(&unknown).contains("no route named"), "{}", stderr(&unknown));
 }
 
 #[test]

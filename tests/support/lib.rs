@@ -32,7 +32,6 @@ pub async fn start(cameras: &[&str]) -> Result<framewire::Server> {
 
 pub async fn start_with(mut args: ServeArgs) -> Result<framewire::Server> {
     args.listen.get_or_insert("127.0.0.1:0".parse()?);
-    args.admin.get_or_insert("127.0.0.1:0".into());
     let config = Config::from_args(&args)?;
     framewire::Server::start(&config).await
 }
