@@ -137,3 +137,85 @@ async fn limits_are_configurable_and_checked() {
         .unwrap_err();
     assert!(format!("{err:#}").contains("max-header-bytes must be at least 1024"), "{err:#}");
 }
+
+/// A stream request from `from` (a loopback address of the client's
+/// choosing), its status line once the head arrives, and the open socket.
+async fn stream_from(from: &str, addr: std::net::SocketAddr) -> (String, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    s.write_all(b"GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut head = vec![0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    (String::from_utf8_lossy(&head).into_owned(), s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_streams_are_shared_fairly_between_addresses() {
+    let args = |limit_loopback| ServeArgs {
+        cameras: vec!["cam=test:64x48@10".into()],
+        max_streams_per_client: Some(2),
+        limit_loopback,
+        ..Default::default()
+    };
+    let server = start_with(args(true)).await.unwrap();
+    let addr = server.addr;
+    let (a1, s1) = stream_from("127.0.0.2", addr).await;
+    let (a2, _s2) = stream_from("127.0.0.2", addr).await;
+    assert_eq!((a1.as_str(), a2.as_str()), ("HTTP/1.1 200", "HTTP/1.1 200"));
+    let (third, _s3) = stream_from("127.0.0.2", addr).await;
+    assert_eq!(third, "HTTP/1.1 429", "a third stream from the same address");
+    let (other, _s4) = stream_from("127.0.0.1", addr).await;
+    assert_eq!(other, "HTTP/1.1 200", "another address is served as usual");
+    assert_eq!(get(addr, "/snapshot").await.unwrap().status, 200, "and so are ordinary requests");
+    drop(s1);
+    let start = Instant::now();
+    loop {
+        let (again, _s) = stream_from("127.0.0.2", addr).await;
+        if again == "HTTP/1.1 200" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "the closed stream's slot was never given back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = raw(addr, b"GET /stream HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert!(r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.1 429"), "{r:.40}");
+
+    // By default loopback clients (local tools, a reverse proxy) are exempt.
+    let server = start_with(args(false)).await.unwrap();
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let (status, s) = stream_from("127.0.0.2", server.addr).await;
+        assert_eq!(status, "HTTP/1.1 200");
+        open.push(s);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_nothing_is_dropped_and_its_instance_freed() {
+    let server = start_with(ServeArgs {
+        cameras: vec!["cam=test:320x240@30".into()],
+        stall_timeout_s: Some(2),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let addr = server.addr;
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = s.connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stalled, b"GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    wait_for_camera(addr, "cam", Duration::from_secs(5), |c| c["clients"] == 1).await.unwrap();
+    // It reads nothing: its instance is freed a stall timeout after the socket fills.
+    let start = Instant::now();
+    wait_for_camera(addr, "cam", Duration::from_secs(15), |c| c["clients"] == 0).await.unwrap();
+    let took = start.elapsed();
+    eprintln!("a client reading nothing was dropped {took:?} after its stream began");
+    assert!(took >= Duration::from_millis(1500), "dropped before its stall timeout ({took:?})");
+    // A reader meanwhile is unaffected, and the stalled socket is closed.
+    assert_eq!(read_stream(addr, "/stream", Duration::from_millis(500)).await.unwrap().0.status, 200);
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read_to_end(&mut stalled, &mut rest)).await;
+    assert!(read.is_ok(), "the server closed the connection");
+}

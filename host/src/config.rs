@@ -99,6 +99,17 @@ pub struct ServeArgs {
     /// requests' instances [default: one per core].
     #[arg(long, value_name = "N")]
     pub http_threads: Option<usize>,
+    /// Close a connection whose client accepts no bytes this long, freeing
+    /// a stream's instance [default: 30].
+    #[arg(long, value_name = "S")]
+    pub stall_timeout_s: Option<u64>,
+    /// Live streams one client address may hold; more get 429 [default: 32].
+    #[arg(long, value_name = "N")]
+    pub max_streams_per_client: Option<u32>,
+    /// Count loopback clients (local tools, a reverse proxy) against
+    /// --max-streams-per-client too.
+    #[arg(long)]
+    pub limit_loopback: bool,
 }
 
 /// The config file's shape.
@@ -120,6 +131,9 @@ struct FileConfig {
     max_header_bytes: Option<usize>,
     max_body_bytes: Option<u64>,
     http_threads: Option<usize>,
+    stall_timeout_s: Option<u64>,
+    max_streams_per_client: Option<u32>,
+    limit_loopback: Option<bool>,
     #[serde(default)]
     routes: BTreeMap<String, FileRoute>,
 }
@@ -341,6 +355,17 @@ impl Config {
                 crate::server::HttpLimits {
                     max_header_bytes,
                     max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(defaults.max_body_bytes),
+                    stall_timeout: match args.stall_timeout_s.or(file.stall_timeout_s) {
+                        Some(0) => bail!("stall-timeout-s must be at least 1"),
+                        Some(s) => std::time::Duration::from_secs(s),
+                        None => defaults.stall_timeout,
+                    },
+                    max_streams_per_client: match args.max_streams_per_client.or(file.max_streams_per_client) {
+                        Some(0) => bail!("max-streams-per-client must be at least 1"),
+                        Some(n) => n,
+                        None => defaults.max_streams_per_client,
+                    },
+                    limit_loopback: args.limit_loopback || file.limit_loopback.unwrap_or(false),
                 }
             },
             http_threads: match args.http_threads.or(file.http_threads) {

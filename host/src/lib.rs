@@ -16,6 +16,7 @@ pub mod guest;
 pub mod routes;
 pub mod runtime;
 pub mod secret;
+pub mod streams;
 pub mod server;
 pub mod swap;
 

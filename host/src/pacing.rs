@@ -59,11 +59,37 @@ pub struct LinkIo {
     io: TokioIo<TcpStream>,
     link: Arc<Link>,
     lowat_set: bool,
+    /// How long the client may accept nothing while bytes wait for it.
+    stall_timeout: std::time::Duration,
+    /// Running while a write waits: the connection fails when it fires.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl LinkIo {
-    pub fn new(stream: TcpStream, link: Arc<Link>) -> Self {
-        LinkIo { io: TokioIo::new(stream), link, lowat_set: false }
+    pub fn new(stream: TcpStream, link: Arc<Link>, stall_timeout: std::time::Duration) -> Self {
+        LinkIo { io: TokioIo::new(stream), link, lowat_set: false, stall_timeout, stall: None }
+    }
+
+    /// A write's outcome, with the stall clock: started when the socket
+    /// first refuses bytes, stopped when it takes some, and past its limit
+    /// an error that ends the connection (hyper then drops the response,
+    /// and a stream's instance ends).
+    fn watch_stall(&mut self, cx: &mut Context<'_>, written: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
+        match written {
+            Poll::Pending => {
+                let timeout = self.stall_timeout;
+                let stall = self.stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if stall.as_mut().poll(cx).is_ready() {
+                    let secs = timeout.as_secs_f64();
+                    return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("client accepted nothing for {secs} s"))));
+                }
+                Poll::Pending
+            }
+            done => {
+                self.stall = None;
+                done
+            }
+        }
     }
 
     fn apply_low_latency(&mut self) {
@@ -85,12 +111,14 @@ impl hyper::rt::Read for LinkIo {
 impl hyper::rt::Write for LinkIo {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         self.apply_low_latency();
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch_stall(cx, written)
     }
 
     fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
         self.apply_low_latency();
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch_stall(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -162,11 +190,19 @@ impl Pace {
 pub struct PacedBody {
     inner: HyperOutgoingBody,
     pace: Arc<Pace>,
+    /// Kept as long as the body: a live stream's slot.
+    _lease: Option<crate::streams::Slot>,
 }
 
 impl PacedBody {
     pub fn new(inner: HyperOutgoingBody, pace: Arc<Pace>) -> Self {
-        PacedBody { inner, pace }
+        PacedBody { inner, pace, _lease: None }
+    }
+
+    /// The body, holding `lease` until it is dropped.
+    pub fn holding(mut self, lease: Option<crate::streams::Slot>) -> Self {
+        self._lease = lease;
+        self
     }
 }
 

@@ -5,6 +5,7 @@ use crate::camera::Cameras;
 use crate::config::Config;
 use crate::pacing::{Link, LinkIo, Pace, PacedBody};
 use crate::routes::Routes;
+use crate::streams::StreamSlots;
 use crate::runtime::{HostInfo, Overloaded, Runtime};
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -26,6 +27,7 @@ pub struct App {
     pub limits: HttpLimits,
     /// Host names requests may name besides localhost and IP literals.
     pub allow_hosts: Vec<String>,
+    pub streams: Arc<StreamSlots>,
 }
 
 /// What a request may bring, enforced before any component sees it.
@@ -37,11 +39,24 @@ pub struct HttpLimits {
     /// Request body, in bytes: 413 when Content-Length says more; a chunked
     /// body that grows past it fails the component's read.
     pub max_body_bytes: u64,
+    /// A connection whose client accepts no bytes this long is closed (and
+    /// a stream's instance freed).
+    pub stall_timeout: Duration,
+    /// Live streams per client address; more get 429.
+    pub max_streams_per_client: u32,
+    /// Count loopback clients against that limit too.
+    pub limit_loopback: bool,
 }
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        HttpLimits { max_header_bytes: 16 * 1024, max_body_bytes: 1024 * 1024 }
+        HttpLimits {
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 1024 * 1024,
+            stall_timeout: Duration::from_secs(30),
+            max_streams_per_client: crate::streams::MAX_PER_CLIENT,
+            limit_loopback: false,
+        }
     }
 }
 
@@ -50,7 +65,8 @@ impl App {
         let cameras = Cameras::start(&config.cameras)?;
         let runtime = Runtime::with_options(HostInfo::new(cameras.feeds.clone()), config.runtime.clone())?;
         let routes = Routes::load(&runtime, &config.routes, config.media.as_deref())?;
-        Ok(Arc::new(App { runtime, routes, cameras, limits: config.http, allow_hosts: config.allow_hosts.clone() }))
+        let streams = StreamSlots::new(config.http.max_streams_per_client, config.http.limit_loopback);
+        Ok(Arc::new(App { runtime, routes, cameras, limits: config.http, allow_hosts: config.allow_hosts.clone(), streams }))
     }
 
     async fn handle(&self, mut req: hyper::Request<hyper::body::Incoming>, local: SocketAddr, pace: Arc<Pace>) -> hyper::Response<HyperOutgoingBody> {
@@ -123,6 +139,14 @@ fn limit_body(
             }
         })
     }))
+}
+
+/// A client already holds its share of live streams; the instance that
+/// would have served this one ends with its dropped response.
+fn too_many_streams(limit: u32, pace: Arc<Pace>) -> hyper::Response<PacedBody> {
+    let mut resp = json_response(429, &format!("this address already has {limit} live streams open; close one"));
+    resp.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("5"));
+    resp.map(|body| PacedBody::new(body, pace))
 }
 
 fn json_response(status: u16, message: &str) -> hyper::Response<HyperOutgoingBody> {
@@ -215,14 +239,22 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>) {
         let app = app.clone();
         let limits = app.limits;
         let link = Link::new();
-        let io = LinkIo::new(stream, link.clone());
+        let io = LinkIo::new(stream, link.clone(), limits.stall_timeout);
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let app = app.clone();
                 let pace = Pace::new(&link);
                 async move {
                     let resp = app.handle(req, local, pace.clone()).await;
-                    Ok::<_, std::convert::Infallible>(resp.map(|body| PacedBody::new(body, pace)))
+                    let slot = if crate::streams::is_live(&resp) {
+                        match app.streams.take(peer.ip()) {
+                            Some(slot) => Some(slot),
+                            None => return Ok(too_many_streams(app.streams.limit(), pace)),
+                        }
+                    } else {
+                        None
+                    };
+                    Ok::<_, std::convert::Infallible>(resp.map(|body| PacedBody::new(body, pace).holding(slot)))
                 }
             });
             let conn = http1::Builder::new()

@@ -1,18 +1,14 @@
-//! Writing a response body with back-pressure and a stall limit: a client
-//! that accepts nothing for [`STALL_LIMIT_NS`] is dropped rather than
-//! holding its instance forever.
+//! Writing a response body with back-pressure. A client that accepts
+//! nothing is the host's to drop (framewire closes its connection after
+//! `--stall-timeout-s`): the body then reports it closed.
 
 use spin_sdk::http::{OutgoingBody, OutgoingResponse, ResponseOutparam};
 use wasi::clocks::monotonic_clock;
 use wasi::io::streams::{InputStream, OutputStream, StreamError};
 
-/// How long a client may refuse to read before its stream is ended.
-pub const STALL_LIMIT_NS: u64 = 15_000_000_000;
-
 #[derive(Debug)]
 pub enum Error {
     Closed,
-    Stalled,
     Failed(String),
 }
 
@@ -20,7 +16,6 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Closed => f.write_str("client closed the connection"),
-            Error::Stalled => write!(f, "client read nothing for {} s", STALL_LIMIT_NS / 1_000_000_000),
             Error::Failed(e) => write!(f, "write failed: {e}"),
         }
     }
@@ -75,10 +70,8 @@ impl Body {
         self.stream.as_ref().expect("stream open until finish")
     }
 
-    /// Wait until the output accepts bytes. `deadline` is set on the first
-    /// wait (the clock is only read when the client is behind) and cleared
-    /// by the callers on progress: the limit is on a stall, not a transfer.
-    fn writable(&mut self, deadline: &mut Option<u64>) -> Result<u64, Error> {
+    /// Wait until the output accepts bytes.
+    fn writable(&mut self) -> Result<u64, Error> {
         loop {
             let n = self.out().check_write()?;
             if n > 0 {
@@ -86,24 +79,15 @@ impl Body {
             }
             // Full before the head was sent: nothing drains until it is.
             self.send_head();
-            let now = monotonic_clock::now();
-            let deadline = *deadline.get_or_insert(now + STALL_LIMIT_NS);
-            if now >= deadline {
-                return Err(Error::Stalled);
-            }
-            let ready = self.out().subscribe();
-            let timer = monotonic_clock::subscribe_instant(deadline);
-            wasi::io::poll::poll(&[&ready, &timer]);
+            self.out().subscribe().block();
         }
     }
 
     pub fn write_all(&mut self, mut data: &[u8]) -> Result<(), Error> {
-        let mut deadline = None;
         while !data.is_empty() {
-            let n = self.writable(&mut deadline)?.min(data.len() as u64) as usize;
+            let n = self.writable()?.min(data.len() as u64) as usize;
             self.out().write(&data[..n])?;
             data = &data[n..];
-            deadline = None;
         }
         Ok(())
     }
@@ -111,9 +95,8 @@ impl Body {
     /// Move `len` bytes from `input` to the body by splice: for host-backed
     /// streams the bytes go from buffer to socket without entering the guest.
     pub fn splice_all(&mut self, input: &InputStream, mut len: u64) -> Result<(), Error> {
-        let mut deadline = None;
         while len > 0 {
-            let n = self.writable(&mut deadline)?.min(len);
+            let n = self.writable()?.min(len);
             let moved = match self.out().splice(input, n) {
                 Ok(m) => m,
                 Err(StreamError::Closed) => return Err(Error::Failed(format!("source ended {len} bytes early"))),
@@ -122,8 +105,6 @@ impl Body {
             if moved == 0 {
                 // The source has nothing yet; wait for it.
                 input.subscribe().block();
-            } else {
-                deadline = None;
             }
             len -= moved;
         }
@@ -161,7 +142,7 @@ impl Body {
         Ok(())
     }
 
-    /// Wait for a flush asked for earlier, failing on a stall as a write
+    /// Wait for a flush asked for earlier, failing if the client goes, as a write
     /// does; returns whether there was anything to wait for. A stream that
     /// flushes after each item and, when this had to wait, picks the newest
     /// item again skips items on a slow link instead of queueing them; on a
@@ -170,7 +151,7 @@ impl Body {
         if self.out().check_write()? > 0 {
             return Ok(false);
         }
-        self.writable(&mut None)?;
+        self.writable()?;
         Ok(true)
     }
 

@@ -1,11 +1,11 @@
 //! What framewire's handler components share: building a response and
-//! writing its body with back-pressure, a stall limit, and splice for bytes
+//! writing its body with back-pressure and splice for bytes
 //! that come from the host (frames, files) so they never enter guest memory.
 
 mod body;
 mod reply;
 
-pub use body::{Body, Error, STALL_LIMIT_NS};
+pub use body::{Body, Error};
 pub use reply::{NO_CACHE, Reply};
 
 /// What a read-only handler is asked for: a GET or HEAD request's path and
