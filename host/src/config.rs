@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// (others get 421: DNS rebinding); repeatable; `*` allows any.
     #[arg(long = "allow-host", value_name = "NAME")]
     pub allow_hosts: Vec<String>,
+    /// An origin (`https://dash.example`) whose pages may read responses
+    /// cross-origin; repeatable [default: none, CORS off].
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
     /// Cache of compiled components, or `off` [default: ~/.cache/framewire].
     #[arg(long, value_name = "DIR|off")]
     pub cache_dir: Option<String>,
@@ -124,6 +128,7 @@ struct FileConfig {
     admin: Option<String>,
     admin_token: Option<String>,
     allow_hosts: Option<Vec<String>>,
+    allow_origins: Option<Vec<String>>,
     /// A folder or `"off"`.
     cache_dir: Option<String>,
     max_instances: Option<u32>,
@@ -195,6 +200,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Host names requests may name besides localhost and IP literals.
     pub allow_hosts: Vec<String>,
+    /// Origins answered to cross-origin.
+    pub allow_origins: Vec<String>,
     pub runtime: crate::runtime::Options,
     pub http: crate::server::HttpLimits,
     /// Threads serving HTTP (see [`crate::Server`]).
@@ -322,6 +329,11 @@ impl Config {
         };
         let mut allow_hosts = args.allow_hosts.clone();
         allow_hosts.extend(file.allow_hosts.unwrap_or_default());
+        let mut allow_origins = args.allow_origins.clone();
+        allow_origins.extend(file.allow_origins.unwrap_or_default());
+        for o in &allow_origins {
+            ensure!(o.starts_with("http://") || o.starts_with("https://"), "allow-origin {o:?}: expected an origin such as https://dash.example");
+        }
         Ok(Config {
             listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap()),
             media,
@@ -330,6 +342,7 @@ impl Config {
             admin,
             admin_token: args.admin_token.clone().or(file.admin_token),
             allow_hosts,
+            allow_origins,
             runtime: crate::runtime::Options {
                 max_instances: match args.max_instances.or(file.max_instances) {
                     Some(0) => bail!("max-instances must be at least 1"),

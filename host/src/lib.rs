@@ -8,6 +8,7 @@ pub mod admin;
 pub mod camera;
 pub mod components;
 pub mod config;
+pub mod cors;
 pub mod encode;
 pub mod mediafs;
 pub mod pacing;

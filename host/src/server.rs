@@ -27,6 +27,8 @@ pub struct App {
     pub limits: HttpLimits,
     /// Host names requests may name besides localhost and IP literals.
     pub allow_hosts: Vec<String>,
+    /// Origins whose pages may read responses cross-origin.
+    pub allow_origins: Vec<String>,
     pub streams: Arc<StreamSlots>,
 }
 
@@ -66,10 +68,31 @@ impl App {
         let runtime = Runtime::with_options(HostInfo::new(cameras.feeds.clone()), config.runtime.clone())?;
         let routes = Routes::load(&runtime, &config.routes, config.media.as_deref())?;
         let streams = StreamSlots::new(config.http.max_streams_per_client, config.http.limit_loopback);
-        Ok(Arc::new(App { runtime, routes, cameras, limits: config.http, allow_hosts: config.allow_hosts.clone(), streams }))
+        Ok(Arc::new(App {
+            runtime,
+            routes,
+            cameras,
+            limits: config.http,
+            allow_hosts: config.allow_hosts.clone(),
+            allow_origins: config.allow_origins.clone(),
+            streams,
+        }))
     }
 
-    async fn handle(&self, mut req: hyper::Request<hyper::body::Incoming>, local: SocketAddr, pace: Arc<Pace>) -> hyper::Response<HyperOutgoingBody> {
+    async fn handle(&self, req: hyper::Request<hyper::body::Incoming>, local: SocketAddr, pace: Arc<Pace>) -> hyper::Response<HyperOutgoingBody> {
+        let origin = crate::cors::allowed_origin(req.headers(), &self.allow_origins);
+        let preflight = crate::cors::is_preflight(&req);
+        let mut resp = if preflight {
+            json_response(if origin.is_some() { 204 } else { 403 }, "cross-origin requests are allowed only from --allow-origin")
+        } else {
+            self.dispatch(req, local, pace).await
+        };
+        crate::cors::decorate(resp.headers_mut(), origin, preflight);
+        resp
+    }
+
+    /// Check a request, route it and run its component.
+    async fn dispatch(&self, mut req: hyper::Request<hyper::body::Incoming>, local: SocketAddr, pace: Arc<Pace>) -> hyper::Response<HyperOutgoingBody> {
         // HTTP/1.0 clients may omit Host; wasi:http needs an authority.
         if req.uri().authority().is_none() && !req.headers().contains_key(hyper::header::HOST) {
             req.headers_mut().insert(hyper::header::HOST, local.to_string().parse().expect("socket address is a valid header"));
