@@ -81,6 +81,17 @@ pub struct ServeArgs {
     /// cross-origin; repeatable [default: none, CORS off].
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
+    /// Speak TLS (HTTP/2 and HTTP/1.1) with this certificate chain (PEM);
+    /// needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key", conflicts_with = "tls_self_signed")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Speak TLS with a certificate for localhost, 127.0.0.1 and this
+    /// machine's name, made once and kept in the cache folder.
+    #[arg(long)]
+    pub tls_self_signed: bool,
     /// Cache of compiled components, or `off` [default: ~/.cache/framewire].
     #[arg(long, value_name = "DIR|off")]
     pub cache_dir: Option<String>,
@@ -129,6 +140,9 @@ struct FileConfig {
     admin_token: Option<String>,
     allow_hosts: Option<Vec<String>>,
     allow_origins: Option<Vec<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_self_signed: Option<bool>,
     /// A folder or `"off"`.
     cache_dir: Option<String>,
     max_instances: Option<u32>,
@@ -202,6 +216,8 @@ pub struct Config {
     pub allow_hosts: Vec<String>,
     /// Origins answered to cross-origin.
     pub allow_origins: Vec<String>,
+    /// The listener speaks TLS only, when set.
+    pub tls: Option<crate::tls::TlsSource>,
     pub runtime: crate::runtime::Options,
     pub http: crate::server::HttpLimits,
     /// Threads serving HTTP (see [`crate::Server`]).
@@ -331,6 +347,17 @@ impl Config {
         allow_hosts.extend(file.allow_hosts.unwrap_or_default());
         let mut allow_origins = args.allow_origins.clone();
         allow_origins.extend(file.allow_origins.unwrap_or_default());
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert.map(|c| base.join(c))),
+            args.tls_key.clone().or(file.tls_key.map(|k| base.join(k))),
+            args.tls_self_signed || file.tls_self_signed.unwrap_or(false),
+        ) {
+            (None, None, false) => None,
+            (None, None, true) => Some(crate::tls::TlsSource::SelfSigned),
+            (Some(cert), Some(key), false) => Some(crate::tls::TlsSource::Files { cert, key }),
+            (Some(_), Some(_), true) => bail!("tls-self-signed and tls-cert: choose one"),
+            _ => bail!("tls-cert and tls-key go together"),
+        };
         for o in &allow_origins {
             ensure!(o.starts_with("http://") || o.starts_with("https://"), "allow-origin {o:?}: expected an origin such as https://dash.example");
         }
@@ -343,6 +370,7 @@ impl Config {
             admin_token: args.admin_token.clone().or(file.admin_token),
             allow_hosts,
             allow_origins,
+            tls,
             runtime: crate::runtime::Options {
                 max_instances: match args.max_instances.or(file.max_instances) {
                     Some(0) => bail!("max-instances must be at least 1"),

@@ -20,6 +20,7 @@ pub mod secret;
 pub mod streams;
 pub mod server;
 pub mod swap;
+pub mod tls;
 
 pub use config::Config;
 pub use server::Server;

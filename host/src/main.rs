@@ -30,11 +30,16 @@ async fn main() -> Result<()> {
         Command::Serve(args) => {
             let config = Config::from_args(&args)?;
             let mut server = framewire::Server::start(&config).await?;
-            let mut urls = format!("framewire listening on http://{}\n", server.addr);
-            urls += &format!("  page         http://{}/\n", server.addr);
-            urls += &format!("  live stream  http://{}/stream\n", server.addr);
-            urls += &format!("  snapshot     http://{}/snapshot\n", server.addr);
-            urls += &format!("  state        http://{}/api/state\n", server.addr);
+            let base = format!("{}://{}", server.scheme(), server.addr);
+            let mut urls = format!("framewire listening on {base}\n");
+            urls += &format!("  page         {base}/\n");
+            urls += &format!("  live stream  {base}/stream\n");
+            urls += &format!("  snapshot     {base}/snapshot\n");
+            urls += &format!("  state        {base}/api/state\n");
+            if let Some(tls) = &server.tls {
+                urls += &format!("  TLS          HTTP/2 and HTTP/1.1, certificate {}\n", tls.cert_file.display());
+                urls += &format!("               SHA-256 {}\n", tls.fingerprint);
+            }
             if let Some(admin) = &server.admin {
                 urls += &format!("  admin        {}  (framewire swap ROUTE FILE)\n", admin.endpoint);
                 if let Some(file) = &admin.token_file {
@@ -42,7 +47,7 @@ async fn main() -> Result<()> {
                 }
             }
             if let Some(media) = &config.media {
-                urls += &format!("  media        http://{}/media/  ({})\n", server.addr, media.display());
+                urls += &format!("  media        {base}/media/  ({})\n", media.display());
             }
             // Whoever started us may stop reading stdout (a closed pipe):
             // that must not bring the server down.

@@ -23,6 +23,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi_http::WasiHttpView;
@@ -51,12 +52,31 @@ impl Link {
     }
 }
 
-/// A connection's socket as hyper sees it: counts hyper's flushes (hyper
-/// flushes the socket only once its write queue is empty) and applies the
-/// low-water mark a paced response asks for. Only this owner of the socket
+/// A connection's stream (TCP, or TLS over TCP) and its socket.
+pub trait Tcp: AsyncRead + AsyncWrite + Unpin {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Tcp for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Tcp for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// A connection's stream as hyper sees it (through `TokioIo`): counts
+/// hyper's flushes (hyper flushes only once its write queue is empty; over
+/// TLS the flush also empties rustls's buffer into the socket), applies the
+/// low-water mark a paced response asks for, and ends a connection whose
+/// client accepts nothing for too long. Only this owner of the socket
 /// touches it: a `Link` may outlive the connection.
-pub struct LinkIo {
-    io: TokioIo<TcpStream>,
+pub struct LinkIo<T> {
+    io: T,
     link: Arc<Link>,
     lowat_set: bool,
     /// How long the client may accept nothing while bytes wait for it.
@@ -65,9 +85,9 @@ pub struct LinkIo {
     stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl LinkIo {
-    pub fn new(stream: TcpStream, link: Arc<Link>, stall_timeout: std::time::Duration) -> Self {
-        LinkIo { io: TokioIo::new(stream), link, lowat_set: false, stall_timeout, stall: None }
+impl<T: Tcp> LinkIo<T> {
+    pub fn new(stream: T, link: Arc<Link>, stall_timeout: std::time::Duration) -> TokioIo<Self> {
+        TokioIo::new(LinkIo { io: stream, link, lowat_set: false, stall_timeout, stall: None })
     }
 
     /// A write's outcome, with the stall clock: started when the socket
@@ -95,20 +115,20 @@ impl LinkIo {
     fn apply_low_latency(&mut self) {
         if !self.lowat_set && self.link.low_latency.load(SeqCst) {
             self.lowat_set = true;
-            if let Err(e) = socket2::SockRef::from(self.io.inner()).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
+            if let Err(e) = socket2::SockRef::from(self.io.tcp()).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
                 tracing::debug!("cannot set TCP_NOTSENT_LOWAT: {e}");
             }
         }
     }
 }
 
-impl hyper::rt::Read for LinkIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: hyper::rt::ReadBufCursor<'_>) -> Poll<std::io::Result<()>> {
+impl<T: Tcp> AsyncRead for LinkIo<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
-impl hyper::rt::Write for LinkIo {
+impl<T: Tcp> AsyncWrite for LinkIo<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         self.apply_low_latency();
         let written = Pin::new(&mut self.io).poll_write(cx, buf);

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::pacing::{Link, LinkIo, Pace, PacedBody};
 use crate::routes::Routes;
 use crate::streams::StreamSlots;
+use crate::tls::Tls;
 use crate::runtime::{HostInfo, Overloaded, Runtime};
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -191,6 +192,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The admin API, if it is on.
     pub admin: Option<crate::admin::Admin>,
+    /// The listener's TLS, if it speaks TLS (then only TLS).
+    pub tls: Option<TlsInfo>,
     pub app: Arc<App>,
     /// Dropped to stop the threads.
     _stop: tokio::sync::watch::Sender<()>,
@@ -199,9 +202,22 @@ pub struct Server {
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
+/// What a TLS listener tells its operator.
+pub struct TlsInfo {
+    /// SHA-256 of its certificate, `AB:CD:...`.
+    pub fingerprint: String,
+    pub cert_file: std::path::PathBuf,
+}
+
 impl Server {
+    /// `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
     /// Build the app and start serving on `config.listen` (port 0 picks one).
     pub async fn start(config: &Config) -> Result<Server> {
+        let tls = config.tls.as_ref().map(|t| Tls::load(t, config.runtime.cache_dir.as_deref())).transpose()?;
         let app = App::new(config)?;
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -219,6 +235,7 @@ impl Server {
                 .build()
                 .context("cannot start an HTTP runtime")?;
             let (app, mut stopped, ended_tx) = (app.clone(), stopped.clone(), ended_tx.clone());
+            let tls = tls.as_ref().map(|t| t.acceptor.clone());
             std::thread::Builder::new()
                 .name(format!("http-{i}"))
                 .spawn(move || {
@@ -226,7 +243,7 @@ impl Server {
                     runtime.block_on(async move {
                         match TcpListener::from_std(listener) {
                             Ok(listener) => tokio::select! {
-                                () = accept_loop(listener, app) => {}
+                                () = accept_loop(listener, app, tls) => {}
                                 _ = stopped.changed() => {}
                             },
                             Err(e) => tracing::error!("cannot accept on thread {i}: {e}"),
@@ -237,7 +254,8 @@ impl Server {
                 })
                 .context("cannot start an HTTP thread")?;
         }
-        Ok(Server { addr, admin, app, _stop: stop, ended, _watcher: watcher })
+        let tls = tls.map(|t| TlsInfo { fingerprint: t.fingerprint, cert_file: t.cert_file });
+        Ok(Server { addr, admin, tls, app, _stop: stop, ended, _watcher: watcher })
     }
 
     /// Serve until every thread has ended.
@@ -246,7 +264,14 @@ impl Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, app: Arc<App>) {
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of a response HTTP/2 may buffer per stream before it stops taking
+/// more from the body: bounds what a slow client's stream queues (see
+/// `pacing`), at some cost to one download's throughput.
+const H2_SEND_BUFFER: usize = 32 * 1024;
+
+async fn accept_loop(listener: TcpListener, app: Arc<App>, tls: Option<tokio_rustls::TlsAcceptor>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -259,36 +284,74 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>) {
         };
         let _ = stream.set_nodelay(true);
         let Ok(local) = stream.local_addr() else { continue };
-        let app = app.clone();
-        let limits = app.limits;
-        let link = Link::new();
-        let io = LinkIo::new(stream, link.clone(), limits.stall_timeout);
+        let (app, tls) = (app.clone(), tls.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let app = app.clone();
-                let pace = Pace::new(&link);
-                async move {
-                    let resp = app.handle(req, local, pace.clone()).await;
-                    let slot = if crate::streams::is_live(&resp) {
-                        match app.streams.take(peer.ip()) {
-                            Some(slot) => Some(slot),
-                            None => return Ok(too_many_streams(app.streams.limit(), pace)),
-                        }
-                    } else {
-                        None
+            let limits = app.limits;
+            let link = Link::new();
+            let service = service(app, local, peer, link.clone());
+            let ended = match tls {
+                None => http1_builder(&limits).serve_connection(LinkIo::new(stream, link, limits.stall_timeout), service).await.map_err(Into::into),
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
                     };
-                    Ok::<_, std::convert::Infallible>(resp.map(|body| PacedBody::new(body, pace).holding(slot)))
+                    // HTTP/2 or HTTP/1.1, as ALPN settled.
+                    let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                    builder
+                        .http1()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(10))
+                        .max_buf_size(limits.max_header_bytes.max(8192))
+                        .keep_alive(true);
+                    builder
+                        .http2()
+                        .timer(TokioTimer::new())
+                        .max_header_list_size(limits.max_header_bytes as u32)
+                        .max_send_buf_size(H2_SEND_BUFFER);
+                    builder.serve_connection(LinkIo::new(stream, link, limits.stall_timeout), service).await
                 }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .max_header_size(limits.max_header_bytes)
-                .keep_alive(true)
-                .serve_connection(io, service);
-            if let Err(e) = conn.await {
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });
     }
+}
+
+fn http1_builder(limits: &HttpLimits) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .max_header_size(limits.max_header_bytes)
+        .keep_alive(true);
+    b
+}
+
+/// One connection's requests: each through [`App::handle`], its response
+/// paced, a live stream holding its client's slot.
+fn service(
+    app: Arc<App>,
+    local: SocketAddr,
+    peer: SocketAddr,
+    link: Arc<Link>,
+) -> impl hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = hyper::Response<PacedBody>, Error = std::convert::Infallible, Future: Send>
++ Clone {
+    service_fn(move |req| {
+        let app = app.clone();
+        let pace = Pace::new(&link);
+        async move {
+            let resp = app.handle(req, local, pace.clone()).await;
+            let slot = if crate::streams::is_live(&resp) {
+                match app.streams.take(peer.ip()) {
+                    Some(slot) => Some(slot),
+                    None => return Ok(too_many_streams(app.streams.limit(), pace)),
+                }
+            } else {
+                None
+            };
+            Ok(resp.map(|body| PacedBody::new(body, pace).holding(slot)))
+        }
+    })
 }
