@@ -278,3 +278,69 @@ async fn live_view_stays_current_over_a_slow_link() -> Result<()> {
     assert!(distinct.len() >= 20, "the live view stood still: {ages:?}");
     b.close().await
 }
+
+/// How many of the page's camera cards show an image that changes within
+/// `wait`: their pixels read twice through a canvas.
+async fn changing_cards(b: &Browser, wait: Duration) -> Result<usize> {
+    const DIGESTS: &str = "return [...document.querySelectorAll('.camera img')].map(img => { \
+         if (!img.complete || !img.naturalWidth) return null; \
+         const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight; \
+         const g = c.getContext('2d'); g.drawImage(img, 0, 0); \
+         const d = g.getImageData(0, 0, c.width, c.height).data; let h = 0; \
+         for (let i = 0; i < d.length; i += 4) h = (Math.imul(h, 31) + d[i] + d[i + 1] * 7 + d[i + 2] * 13) | 0; \
+         return h; });";
+    let first = b.eval(DIGESTS).await?;
+    tokio::time::sleep(wait).await;
+    let second = b.eval(DIGESTS).await?;
+    let (a, z) = (first.as_array().unwrap(), second.as_array().unwrap());
+    Ok(a.iter().zip(z).filter(|(x, y)| !x.is_null() && !y.is_null() && x != y).count())
+}
+
+fn eight_cameras(tls: bool, cache: &std::path::Path) -> ServeArgs {
+    ServeArgs {
+        cameras: (1..=8).map(|i| format!("cam{i}=test:160x120@10")).collect(),
+        tls_self_signed: tls,
+        cache_dir: Some(cache.display().to_string()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_cameras_are_live_over_https_and_two_stall_over_http11() -> Result<()> {
+    let cache = tempfile::tempdir()?;
+    // HTTPS: HTTP/2, every card live on one connection.
+    let server = start_with(eight_cameras(true, cache.path())).await?;
+    let b = Browser::start(Screen::Desktop(1400, 1400)).await?;
+    b.client.goto(&format!("https://localhost:{}/", server.addr.port())).await?;
+    let protocol = b
+        .wait_for("the page", "const n = performance.getEntriesByType('navigation')[0]; return n && n.nextHopProtocol;", Duration::from_secs(15))
+        .await?;
+    assert_eq!(protocol, "h2");
+    b.wait_for(
+        "eight live images",
+        "return [...document.querySelectorAll('.camera img')].filter(i => i.complete && i.naturalWidth && i.src.includes('/stream')).length === 8;",
+        Duration::from_secs(20),
+    )
+    .await?;
+    let live = changing_cards(&b, Duration::from_millis(1500)).await?;
+    eprintln!("over HTTPS (h2): {live} of 8 cards changing");
+    assert_eq!(live, 8, "every camera live over HTTP/2");
+    b.close().await?;
+    drop(server);
+
+    // Plain HTTP/1.1: three start live; asked for all eight, the browser's
+    // six connections per host hold six streams and the other two wait.
+    let server = start_with(eight_cameras(false, cache.path())).await?;
+    let b = Browser::start(Screen::Desktop(1400, 1400)).await?;
+    b.client.goto(&format!("http://{}/", server.addr)).await?;
+    b.wait_for("the page", "return document.querySelectorAll('.camera').length === 8;", Duration::from_secs(15)).await?;
+    b.eval("document.querySelectorAll('.camera .pause').forEach(p => { if (p.textContent === 'Live') p.click(); }); return true;").await?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let state = framewire_tests::state(server.addr).await?;
+    let streaming = state["cameras"].as_array().unwrap().iter().filter(|c| c["clients"].as_u64() > Some(0)).count();
+    let live = changing_cards(&b, Duration::from_millis(1500)).await?;
+    eprintln!("over HTTP/1.1: {streaming} cameras streamed to the page, {live} of 8 cards changing");
+    assert_eq!(streaming, 6, "six connections per host: the 7th and 8th stall");
+    assert!(live <= 6, "{live} cards changing");
+    b.close().await
+}

@@ -66,6 +66,8 @@ impl Browser {
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--no-first-run",
                     "--autoplay-policy=no-user-gesture-required",
+                    // The HTTPS tests' servers have self-signed certificates.
+                    "--ignore-certificate-errors",
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
             },

@@ -3,8 +3,11 @@
 "use strict";
 
 // Browsers allow six HTTP/1.1 connections per host and every live view holds
-// one; beyond this many cameras, cards start paused (refreshing snapshots).
-const MAX_LIVE = 3;
+// one: over HTTP/1.1, beyond three cameras cards start paused (refreshing
+// snapshots). HTTP/2 (framewire over TLS) carries them all on one
+// connection; stay under the server's live streams per client (32).
+const PROTOCOL = (performance.getEntriesByType("navigation")[0] || {}).nextHopProtocol || "";
+const MAX_LIVE = PROTOCOL === "h2" || PROTOCOL === "h3" ? 24 : 3;
 const POLL_MS = 1000;
 const SNAPSHOT_MS = 2000;
 const RETRY_MS = 2000;
