@@ -344,3 +344,46 @@ async fn eight_cameras_are_live_over_https_and_two_stall_over_http11() -> Result
     assert!(live <= 6, "{live} cards changing");
     b.close().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_with_the_form_lets_the_page_stream() -> Result<()> {
+    use fantoccini::Locator;
+    let cache = tempfile::tempdir()?;
+    let server = start_with(ServeArgs {
+        cameras: vec!["front=test:320x240@15".into()],
+        users: vec!["ann:correct horse".into()],
+        cache_dir: Some(cache.path().display().to_string()),
+        ..Default::default()
+    })
+    .await?;
+    let b = Browser::start(Screen::Desktop(1280, 1000)).await?;
+    b.client.goto(&format!("http://{}/", server.addr)).await?;
+    let url = b.client.current_url().await?;
+    assert_eq!(url.path(), "/login", "sent to the login form: {url}");
+    let sign_in = |pass: &'static str| {
+        let client = b.client.clone();
+        async move {
+            client.find(Locator::Css("input[name=name]")).await?.send_keys("ann").await?;
+            client.find(Locator::Css("input[name=password]")).await?.send_keys(pass).await?;
+            client.find(Locator::Css("button[type=submit]")).await?.click().await?;
+            anyhow::Ok(())
+        }
+    };
+    sign_in("wrong").await?;
+    let error = b.wait_for("the error", "const e = document.querySelector('.error'); return e ? e.textContent : false;", Duration::from_secs(10)).await?;
+    assert_eq!(error, "Wrong name or password.");
+    sign_in("correct horse").await?;
+    let width = b.wait_for("the live image", IMAGE_READY, Duration::from_secs(15)).await?;
+    assert_eq!(width, 320);
+    let figures = b
+        .wait_for(
+            "fps from /api/state",
+            "const f = parseFloat(document.querySelector('.camera .fps').textContent); return f > 5 ? f : false;",
+            Duration::from_secs(10),
+        )
+        .await?;
+    assert!(figures.as_f64() > Some(5.0));
+    let cookie = b.eval("return document.cookie;").await?;
+    assert!(!cookie.as_str().unwrap_or("").contains("framewire_session"), "the session cookie is HttpOnly: {cookie}");
+    b.close().await
+}

@@ -180,3 +180,111 @@ mod tls {
         other.cert_file
     }
 }
+
+mod accounts {
+    use super::*;
+    use std::process::Command;
+    use std::time::Duration;
+
+    fn with_user(cache: &std::path::Path) -> ServeArgs {
+        ServeArgs {
+            cameras: vec!["front=test:160x120@10".into(), "back=test:160x120@10".into()],
+            users: vec!["ann:correct horse".into()],
+            cache_dir: Some(cache.display().to_string()),
+            ..Default::default()
+        }
+    }
+
+    fn curl(url: &str) -> (String, usize) {
+        let out = Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", url]).output().expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (code, size) = text.split_once(' ').unwrap();
+        (code.to_string(), size.parse().unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_route_needs_a_credential_basic_works_in_curl_and_ffmpeg() {
+        let cache = tempfile::tempdir().unwrap();
+        let server = start_with(with_user(cache.path())).await.unwrap();
+        let addr = server.addr;
+        let r = get(addr, "/snapshot").await.unwrap();
+        assert_eq!(r.status, 401);
+        assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"framewire\", charset=\"UTF-8\""));
+        for path in ["/", "/api/state", "/media/", "/media/sample.webm", "/cameras/front/stream"] {
+            assert_eq!(get(addr, path).await.unwrap().status, 401, "{path}");
+        }
+        // A browser opening a page is sent to the login form.
+        let r = fetch_with(addr, "GET", "/cameras/front/stream?fps=2", &[("accept", "text/html,*/*")]).await.unwrap();
+        assert_eq!((r.status, r.header("location")), (303, Some("/login?next=%2Fcameras%2Ffront%2Fstream%3Ffps%3D2")));
+        assert_eq!(get(addr, "/login").await.unwrap().status, 200, "the login page is open");
+
+        let port = addr.port();
+        let (code, size) = curl(&format!("http://ann:correct%20horse@127.0.0.1:{port}/snapshot"));
+        assert_eq!(code, "200");
+        assert!(size > 500);
+        assert_eq!(curl(&format!("http://ann:wrong@127.0.0.1:{port}/snapshot")).0, "401");
+        let ffmpeg = |pass: &str| {
+            Command::new("ffmpeg")
+                .args(["-nostdin", "-loglevel", "error", "-i", &format!("http://ann:{pass}@127.0.0.1:{port}/cameras/back/stream")])
+                .args(["-frames:v", "3", "-f", "null", "-"])
+                .output()
+                .expect("ffmpeg")
+        };
+        let ok = ffmpeg("correct%20horse");
+        assert!(ok.status.success(), "ffmpeg read the stream: {}", String::from_utf8_lossy(&ok.stderr));
+        assert!(!ffmpeg("wrong").status.success(), "ffmpeg with a wrong password");
+
+        // With accounts the credential, not the Host name, protects the server.
+        let basic = "Basic YW5uOmNvcnJlY3QgaG9yc2U="; // ann:correct horse
+        let r = fetch_with(addr, "GET", "/api/state", &[("authorization", basic), ("host", "cams.example")]).await.unwrap();
+        assert_eq!(r.status, 200);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_sign_ins_are_limited_per_address_and_share_links_open_one_path() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let cache = tempfile::tempdir().unwrap();
+        let args = with_user(cache.path());
+        let server = start_with(args.clone()).await.unwrap();
+        let addr = server.addr;
+        let ask = |from: &'static str, auth: &'static str| async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+            let mut s = socket.connect(addr).await.unwrap();
+            let req = format!("GET /api/state HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n");
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut head = [0u8; 12];
+            s.read_exact(&mut head).await.unwrap();
+            String::from_utf8_lossy(&head[9..12]).into_owned()
+        };
+        let (wrong, right) = ("YW5uOmd1ZXNz", "YW5uOmNvcnJlY3QgaG9yc2U="); // ann:guess, ann:correct horse
+        for _ in 0..framewire::auth::MAX_FAILURES {
+            assert_eq!(ask("127.0.0.2", wrong).await, "401");
+        }
+        assert_eq!(ask("127.0.0.2", right).await, "429", "that address now waits, right password or not");
+        assert_eq!(ask("127.0.0.1", right).await, "200", "other addresses are not held up");
+
+        let config = framewire::config::Config::from_args(&args).unwrap();
+        let base = format!("http://{addr}");
+        let link = framewire::auth::share_link_for(&config, &base, "/cameras/front/snapshot", Duration::from_secs(3600)).unwrap();
+        let target = link.strip_prefix(&base).unwrap();
+        let r = get(addr, target).await.unwrap();
+        assert_eq!(r.status, 200, "{link}");
+        assert_eq!(decode_jpeg(&r.body).unwrap(), (160, 120));
+        let query = target.split_once('?').unwrap().1;
+        assert_eq!(get(addr, &format!("/cameras/back/snapshot?{query}")).await.unwrap().status, 401, "that path only");
+        let expired = framewire::auth::share_link_for(&config, &base, "/cameras/front/snapshot", Duration::ZERO).unwrap();
+        assert_eq!(get(addr, expired.strip_prefix(&base).unwrap()).await.unwrap().status, 401, "expired");
+    }
+
+    #[test]
+    fn a_network_address_without_accounts_is_refused_unless_no_auth() {
+        let open = ServeArgs { listen: Some("0.0.0.0:8080".parse().unwrap()), ..Default::default() };
+        let err = framewire::config::Config::from_args(&open).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(err.contains("--user") && err.contains("--no-auth"), "{err}");
+        assert!(framewire::config::Config::from_args(&ServeArgs { no_auth: true, ..open.clone() }).is_ok());
+        let with_user = ServeArgs { users: vec!["ann:pw".into()], ..open };
+        assert!(framewire::config::Config::from_args(&with_user).is_ok());
+    }
+}

@@ -170,10 +170,8 @@ pub async fn start(app: Arc<App>, at: &AdminAt, token: Option<String>, dir: &Pat
 
 /// A fresh random token in `file`, readable by this user only.
 fn write_new_token(file: &Path) -> Result<String> {
-    use std::io::{Read, Write};
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).context("cannot read /dev/urandom")?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    use std::io::Write;
+    let token: String = crate::secret::random_bytes::<32>()?.iter().map(|b| format!("{b:02x}")).collect();
     let _ = std::fs::remove_file(file);
     std::fs::OpenOptions::new()
         .write(true)

@@ -24,6 +24,44 @@ pub enum Command {
     Cameras,
     /// Swap a route's component in a running framewire, through its admin API.
     Swap(SwapArgs),
+    /// Print an argon2id hash of a password read from standard input, for
+    /// `[[users]]` in the config.
+    HashPassword,
+    /// Print a link that opens one path (a camera's stream, a file) without
+    /// an account until it expires.
+    Share(ShareArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ShareArgs {
+    /// The path to open, e.g. /cameras/front/stream.
+    pub path: String,
+    /// How long the link works: 90s, 30m, 12h, 7d.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub ttl: std::time::Duration,
+    /// The server's URL as viewers reach it [default: from --listen and TLS in the config].
+    #[arg(long, value_name = "URL")]
+    pub base: Option<String>,
+    /// The server's config file (for its address and cache folder, which holds the signing key).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The server's cache folder, if not the default.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<String>,
+}
+
+/// `90s`, `30m`, `12h`, `7d`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
+    let n: u64 = n.parse().map_err(|_| format!("{s:?}: expected a number and s, m, h or d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{s:?}: the unit is s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Args, Debug)]
@@ -92,6 +130,13 @@ pub struct ServeArgs {
     /// machine's name, made once and kept in the cache folder.
     #[arg(long)]
     pub tls_self_signed: bool,
+    /// A viewer account, NAME:PASSWORD; repeatable. With any, every request
+    /// needs a credential (Basic, the login form's cookie, or a share link).
+    #[arg(long = "user", value_name = "NAME:PASSWORD")]
+    pub users: Vec<String>,
+    /// Serve a non-loopback address without accounts, on purpose.
+    #[arg(long)]
+    pub no_auth: bool,
     /// Cache of compiled components, or `off` [default: ~/.cache/framewire].
     #[arg(long, value_name = "DIR|off")]
     pub cache_dir: Option<String>,
@@ -143,6 +188,9 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_self_signed: Option<bool>,
+    /// `[[users]]` with `name` and `password_hash` (`framewire hash-password`).
+    users: Option<Vec<FileUser>>,
+    no_auth: Option<bool>,
     /// A folder or `"off"`.
     cache_dir: Option<String>,
     max_instances: Option<u32>,
@@ -155,6 +203,13 @@ struct FileConfig {
     limit_loopback: Option<bool>,
     #[serde(default)]
     routes: BTreeMap<String, FileRoute>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileUser {
+    name: String,
+    password_hash: String,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -218,6 +273,10 @@ pub struct Config {
     pub allow_origins: Vec<String>,
     /// The listener speaks TLS only, when set.
     pub tls: Option<crate::tls::TlsSource>,
+    /// Viewer accounts; none: no credential asked.
+    pub users: Vec<crate::auth::User>,
+    /// A non-loopback address without accounts, on purpose.
+    pub no_auth: bool,
     pub runtime: crate::runtime::Options,
     pub http: crate::server::HttpLimits,
     /// Threads serving HTTP (see [`crate::Server`]).
@@ -358,11 +417,32 @@ impl Config {
             (Some(_), Some(_), true) => bail!("tls-self-signed and tls-cert: choose one"),
             _ => bail!("tls-cert and tls-key go together"),
         };
+        let mut users = Vec::new();
+        for u in &args.users {
+            users.push(crate::auth::User::parse(u)?);
+        }
+        for u in file.users.unwrap_or_default() {
+            users.push(crate::auth::User { name: u.name, password_hash: u.password_hash });
+        }
+        for (i, u) in users.iter().enumerate() {
+            ensure!(!users[..i].iter().any(|o| o.name == u.name), "user {:?} is configured twice", u.name);
+        }
+        let no_auth = args.no_auth || file.no_auth.unwrap_or(false);
+        let listen = args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap());
+        if !listen.ip().is_loopback() && users.is_empty() && !no_auth {
+            bail!(
+                "{listen} is reachable from other machines, and no account is configured: every camera and the \
+                 media folder would be open to them. Add --user NAME:PASSWORD (or [[users]] in the config), or \
+                 pass --no-auth to serve it open on purpose"
+            );
+        }
         for o in &allow_origins {
             ensure!(o.starts_with("http://") || o.starts_with("https://"), "allow-origin {o:?}: expected an origin such as https://dash.example");
         }
         Ok(Config {
-            listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap()),
+            listen,
+            users,
+            no_auth,
             media,
             cameras,
             routes,

@@ -5,6 +5,7 @@
 //! components read frames through our WIT (`guest`) → HTTP (`server`).
 
 pub mod admin;
+pub mod auth;
 pub mod camera;
 pub mod components;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod encode;
 pub mod mediafs;
 pub mod pacing;
 pub mod frames;
+pub mod guard;
 pub mod guest;
 pub mod routes;
 pub mod runtime;

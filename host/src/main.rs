@@ -27,8 +27,27 @@ async fn main() -> Result<()> {
             let out = framewire::admin::swap_command(&admin, &args.route, &args.file).await?;
             println!("{out}");
         }
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "no password on standard input");
+            println!("{}", framewire::auth::hash_password(password)?);
+        }
+        Command::Share(args) => {
+            let serve = framewire::config::ServeArgs { config: args.config.clone(), cache_dir: args.cache_dir.clone(), no_auth: true, ..Default::default() };
+            let config = Config::from_args(&serve)?;
+            let base = args.base.clone().unwrap_or_else(|| {
+                let scheme = if config.tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{}", config.listen)
+            });
+            println!("{}", framewire::auth::share_link_for(&config, base.trim_end_matches('/'), &args.path, args.ttl)?);
+        }
         Command::Serve(args) => {
             let config = Config::from_args(&args)?;
+            if config.no_auth && config.users.is_empty() && !config.listen.ip().is_loopback() {
+                tracing::warn!("serving {} with no accounts (--no-auth): anyone who reaches it sees every camera and the media folder", config.listen);
+            }
             let mut server = framewire::Server::start(&config).await?;
             let base = format!("{}://{}", server.scheme(), server.addr);
             let mut urls = format!("framewire listening on {base}\n");

@@ -1,6 +1,7 @@
-//! Comparing secrets (tokens, passwords) without leaking through timing
-//! how much of a guess was right: both sides are hashed first, so even
-//! their lengths do not show, then compared in constant time.
+//! Secrets: comparing them (tokens, signatures) without leaking through
+//! timing how much of a guess was right (both sides hashed first, so even
+//! their lengths do not show, then compared in constant time), and making
+//! them from the kernel's random source.
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -8,6 +9,15 @@ use subtle::ConstantTimeEq;
 /// Whether `given` equals `expected`, in time independent of both.
 pub fn equal(given: &str, expected: &str) -> bool {
     Sha256::digest(given.as_bytes()).ct_eq(&Sha256::digest(expected.as_bytes())).into()
+}
+
+/// `N` bytes from the kernel's random source.
+pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
+    use anyhow::Context;
+    use std::io::Read;
+    let mut bytes = [0u8; N];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).context("cannot read /dev/urandom")?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

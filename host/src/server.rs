@@ -31,6 +31,10 @@ pub struct App {
     /// Origins whose pages may read responses cross-origin.
     pub allow_origins: Vec<String>,
     pub streams: Arc<StreamSlots>,
+    /// Viewer accounts, if any are configured.
+    pub accounts: Option<crate::auth::Accounts>,
+    /// The listener speaks TLS (session cookies are then Secure).
+    pub tls: bool,
 }
 
 /// What a request may bring, enforced before any component sees it.
@@ -69,6 +73,10 @@ impl App {
         let runtime = Runtime::with_options(HostInfo::new(cameras.feeds.clone()), config.runtime.clone())?;
         let routes = Routes::load(&runtime, &config.routes, config.media.as_deref())?;
         let streams = StreamSlots::new(config.http.max_streams_per_client, config.http.limit_loopback);
+        let accounts = match config.users.as_slice() {
+            [] => None,
+            users => Some(crate::auth::Accounts::new(users.to_vec(), &crate::auth::key_dir(config))?),
+        };
         Ok(Arc::new(App {
             runtime,
             routes,
@@ -77,33 +85,33 @@ impl App {
             allow_hosts: config.allow_hosts.clone(),
             allow_origins: config.allow_origins.clone(),
             streams,
+            accounts,
+            tls: config.tls.is_some(),
         }))
     }
 
-    async fn handle(&self, req: hyper::Request<hyper::body::Incoming>, local: SocketAddr, pace: Arc<Pace>) -> hyper::Response<HyperOutgoingBody> {
+    async fn handle(&self, req: hyper::Request<hyper::body::Incoming>, local: SocketAddr, peer: SocketAddr, pace: Arc<Pace>) -> hyper::Response<HyperOutgoingBody> {
         let origin = crate::cors::allowed_origin(req.headers(), &self.allow_origins);
         let preflight = crate::cors::is_preflight(&req);
         let mut resp = if preflight {
             json_response(if origin.is_some() { 204 } else { 403 }, "cross-origin requests are allowed only from --allow-origin")
         } else {
-            self.dispatch(req, local, pace).await
+            self.dispatch(req, local, peer, pace).await
         };
         crate::cors::decorate(resp.headers_mut(), origin, preflight);
         resp
     }
 
     /// Check a request, route it and run its component.
-    async fn dispatch(&self, mut req: hyper::Request<hyper::body::Incoming>, local: SocketAddr, pace: Arc<Pace>) -> hyper::Response<HyperOutgoingBody> {
+    async fn dispatch(&self, mut req: hyper::Request<hyper::body::Incoming>, local: SocketAddr, peer: SocketAddr, pace: Arc<Pace>) -> hyper::Response<HyperOutgoingBody> {
         // HTTP/1.0 clients may omit Host; wasi:http needs an authority.
         if req.uri().authority().is_none() && !req.headers().contains_key(hyper::header::HOST) {
             req.headers_mut().insert(hyper::header::HOST, local.to_string().parse().expect("socket address is a valid header"));
         }
-        // DNS rebinding: a page whose name now points here must not read us.
-        let host = host_of(&req).unwrap_or("");
-        if !framewire_core::authority::allowed(host, &self.allow_hosts) {
-            let name = framewire_core::authority::host_name(host);
-            return json_response(421, &format!("this server does not answer to {name:?}; start it with --allow-host {name} to allow it"));
-        }
+        let mut req = match crate::guard::admit(self, req, peer).await {
+            Ok(req) => req,
+            Err(answer) => return answer,
+        };
         if let Some(alias) = framewire_core::routes::mjpg_streamer_alias(req.uri().path(), req.uri().query().unwrap_or("")) {
             let target = format!("{alias}?{}", req.uri().query().unwrap_or(""));
             let mut parts = req.uri().clone().into_parts();
@@ -173,7 +181,7 @@ fn too_many_streams(limit: u32, pace: Arc<Pace>) -> hyper::Response<PacedBody> {
     resp.map(|body| PacedBody::new(body, pace))
 }
 
-fn json_response(status: u16, message: &str) -> hyper::Response<HyperOutgoingBody> {
+pub fn json_response(status: u16, message: &str) -> hyper::Response<HyperOutgoingBody> {
     let body = format!("{}\n", serde_json::json!({ "error": message }));
     hyper::Response::builder()
         .status(status)
@@ -342,7 +350,7 @@ fn service(
         let app = app.clone();
         let pace = Pace::new(&link);
         async move {
-            let resp = app.handle(req, local, pace.clone()).await;
+            let resp = app.handle(req, local, peer, pace.clone()).await;
             let slot = if crate::streams::is_live(&resp) {
                 match app.streams.take(peer.ip()) {
                     Some(slot) => Some(slot),
