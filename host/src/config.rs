@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve cameras and media over HTTP.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List the camera sources this machine offers.
     Cameras,
     /// Swap a route's component in a running framewire, through its admin API.
