@@ -170,20 +170,11 @@ pub async fn start(app: Arc<App>, at: &AdminAt, token: Option<String>, dir: &Pat
 
 /// A fresh random token in `file`, readable by this user only.
 fn write_new_token(file: &Path) -> Result<String> {
-    use std::io::Write;
     let token: String = crate::secret::random_bytes::<32>()?.iter().map(|b| format!("{b:02x}")).collect();
-    let _ = std::fs::remove_file(file);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(file)
-        .and_then(|mut f| f.write_all(token.as_bytes()))
-        .with_context(|| format!("cannot write the admin token to {}", file.display()))?;
+    crate::secret::write_file(file, token.as_bytes(), 0o600)?;
     Ok(token)
 }
 
-use std::os::unix::fs::OpenOptionsExt;
 
 /// What a request to the admin API must show.
 struct Check {

@@ -194,19 +194,9 @@ fn signing_key(dir: &Path) -> Result<[u8; 32]> {
     {
         return Ok(key);
     }
-    use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;
     let key = crate::secret::random_bytes::<32>()?;
-    let tmp = file.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, &key))
-        .and_then(|()| std::fs::rename(&tmp, &file))
-        .with_context(|| format!("cannot write the signing key {}", file.display()))?;
+    crate::secret::write_file(&file, &key, 0o600)?;
     Ok(key)
 }
 

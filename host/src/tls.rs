@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -75,20 +74,8 @@ fn self_signed(dir: &Path) -> Result<(PathBuf, PathBuf)> {
         names.push(host);
     }
     let made = rcgen::generate_simple_self_signed(names).context("cannot make a self-signed certificate")?;
-    let write = |path: &Path, text: &str, mode: u32| {
-        let tmp = path.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .with_context(|| format!("cannot write {}", path.display()))
-    };
-    write(&key, &made.signing_key.serialize_pem(), 0o600)?;
-    write(&cert, &made.cert.pem(), 0o644)?;
+    crate::secret::write_file(&key, made.signing_key.serialize_pem().as_bytes(), 0o600)?;
+    crate::secret::write_file(&cert, made.cert.pem().as_bytes(), 0o644)?;
     Ok((cert, key))
 }
 
