@@ -173,6 +173,61 @@ mod tls {
         assert_eq!(server.tls.as_ref().unwrap().fingerprint, fingerprint);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_link_over_http2_gets_the_newest_frame() {
+        let cache = tempfile::tempdir().unwrap();
+        let server = start_with(ServeArgs {
+            cameras: vec!["cam=test:640x480@30".into()],
+            tls_self_signed: true,
+            cache_dir: Some(cache.path().display().to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let cert = server.tls.as_ref().unwrap().cert_file.clone();
+        // TLS over a 100 kB/s link: the throttle is below TLS, on the socket.
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(&cert).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let link = framewire_tests::slow::connect_slow(server.addr, 100_000).await.unwrap();
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost").unwrap(), link).await.unwrap();
+        let (mut h2, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let resp = h2.send_request(get("/stream")).await.unwrap();
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+        let mut parser = framewire_core::mjpeg::Parser::from_content_type(&ct).unwrap();
+        let mut body = resp.into_body();
+        let secs = 15;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        let now_us = || framewire::frames::unix_micros(std::time::SystemTime::now());
+        let (mut frames, mut worst, mut last_captured) = (0, 0u64, None::<u64>);
+        while let Ok(Some(frame)) = tokio::time::timeout_at(deadline, body.frame()).await {
+            let Ok(data) = frame.unwrap().into_data() else { continue };
+            for part in parser.feed(&data).unwrap() {
+                let at = now_us();
+                if let Some(c) = last_captured {
+                    worst = worst.max(at - c);
+                }
+                last_captured = framewire_core::mjpeg::parse_timestamp(part.header("x-timestamp").unwrap());
+                frames += 1;
+            }
+        }
+        let worst = Duration::from_micros(worst.max(now_us() - last_captured.unwrap()));
+        eprintln!("HTTP/2 over TLS at 100 kB/s: {frames} frames in {secs} s, newest frame at most {worst:?} old");
+        assert!(worst <= Duration::from_secs(1), "the newest frame got {worst:?} old over HTTP/2");
+        assert!(frames as f64 / secs as f64 >= 3.0, "{frames} frames in {secs} s");
+    }
+
     /// A certificate framewire did not make (another server's, self-signed).
     fn rcgen_free_cert(dir: &std::path::Path) -> std::path::PathBuf {
         let cache = dir.join("cache");

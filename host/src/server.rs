@@ -274,10 +274,6 @@ impl Server {
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bytes of a response HTTP/2 may buffer per stream before it stops taking
-/// more from the body: bounds what a slow client's stream queues (see
-/// `pacing`), at some cost to one download's throughput.
-const H2_SEND_BUFFER: usize = 32 * 1024;
 
 async fn accept_loop(listener: TcpListener, app: Arc<App>, tls: Option<tokio_rustls::TlsAcceptor>) {
     loop {
@@ -316,8 +312,7 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, tls: Option<tokio_rus
                     builder
                         .http2()
                         .timer(TokioTimer::new())
-                        .max_header_list_size(limits.max_header_bytes as u32)
-                        .max_send_buf_size(H2_SEND_BUFFER);
+                        .max_header_list_size(limits.max_header_bytes as u32);
                     builder.serve_connection(LinkIo::new(stream, link, limits.stall_timeout), service).await
                 }
             };
