@@ -158,6 +158,16 @@ mod tls {
         assert_eq!(alpn, b"http/1.1");
         let (_, frames) = read_stream_on(stream, server.addr, "/stream", Duration::from_millis(800)).await.unwrap();
         assert!(frames.len() >= 5, "{} frames over HTTP/1.1 and TLS", frames.len());
+        let (stream, _) = connect(server.addr, &tls.cert_file, b"http/1.1").await.unwrap();
+        let (mut h1, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        let mut ranged = hyper::Request::get("/media/sample.webm").header("host", "localhost").body(Empty::<Bytes>::new()).unwrap();
+        ranged.headers_mut().insert("range", "bytes=0-99".parse().unwrap());
+        let r = h1.send_request(ranged).await.unwrap();
+        assert_eq!(r.status(), 206);
+        assert_eq!(r.into_body().collect().await.unwrap().to_bytes().len(), 100);
+        let page = h1.send_request(hyper::Request::get("/").header("host", "localhost").body(Empty::new()).unwrap()).await.unwrap();
+        assert_eq!(page.status(), 200);
 
         // Plain HTTP is not spoken on a TLS listener.
         assert!(framewire_tests::get(server.addr, "/snapshot").await.is_err());

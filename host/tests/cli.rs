@@ -136,3 +136,48 @@ fn a_closed_stdout_does_not_stop_the_server() {
     let _ = child.wait();
     assert!(resp.starts_with("HTTP/1.0 200"), "{resp:.100}");
 }
+
+#[test]
+fn hash_password_and_share_print_what_the_config_and_a_viewer_need() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_framewire"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"correct horse\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    // The hash works in a config: the server accepts the password.
+    let dir = std::env::temp_dir().join(format!("framewire-cli-share-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("framewire.toml");
+    std::fs::write(&config, format!("cache_dir = \"{}\"\n[[users]]\nname = \"ann\"\npassword_hash = \"{}\"\n", dir.display(), hash.trim())).unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_framewire"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "off", "--camera", "t=test:64x48@5", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("framewire listening on http://").unwrap().to_string();
+    let denied = http10_get(&addr, "/snapshot");
+    let share = Command::new(env!("CARGO_BIN_EXE_framewire"))
+        .args(["share", "/snapshot", "--ttl", "10m", "--base", &format!("http://{addr}"), "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let link = String::from_utf8(share.stdout).unwrap();
+    let shared = http10_get(&addr, link.trim().strip_prefix(&format!("http://{addr}")).unwrap());
+    server.kill().unwrap();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(denied.starts_with("HTTP/1.0 401"), "{denied:.60}");
+    assert!(link.starts_with(&format!("http://{addr}/snapshot?share=")), "{link}");
+    assert!(shared.starts_with("HTTP/1.0 200"), "{shared:.60}");
+}
