@@ -212,7 +212,7 @@ fn info_json(i: &crate::guest::ComponentInfo) -> serde_json::Value {
 }
 
 async fn handle(app: Arc<App>, check: &Check, req: hyper::Request<Incoming>) -> Response {
-    if check.host_check && !framewire_core::authority::is_local_or_literal(crate::server::host_of(&req).unwrap_or("")) {
+    if check.host_check && !framewire_core::authority::is_local_or_literal(crate::reply::host_of(&req).unwrap_or("")) {
         return reply(421, json!({"error": "the admin API answers to localhost or an IP address only"}));
     }
     if let Some(t) = &check.token {

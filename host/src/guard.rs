@@ -3,9 +3,8 @@
 //! and a credential when there are; and the login page that gives one.
 
 use crate::auth::{Access, Accounts, COOKIE, SESSION};
-use crate::server::{App, host_of, json_response};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use crate::reply::{host_of, html, json_response, redirect};
+use http_body_util::{BodyExt, Limited};
 use hyper::header::HeaderValue;
 use std::net::SocketAddr;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -16,28 +15,39 @@ type Response = hyper::Response<HyperOutgoingBody>;
 /// Largest login form accepted.
 const MAX_FORM_BYTES: usize = 8 * 1024;
 
-/// The request if it may go on to its component, else the answer to it.
-pub async fn admit(app: &App, req: Request, peer: SocketAddr) -> Result<Request, Response> {
-    let Some(accounts) = &app.accounts else {
-        // With accounts the credential protects us; without, only names we
-        // answer to get through.
-        let host = host_of(&req).unwrap_or("");
-        if !framewire_core::authority::allowed(host, &app.allow_hosts) {
-            let name = framewire_core::authority::host_name(host);
-            return Err(json_response(421, &format!("this server does not answer to {name:?}; start it with --allow-host {name} to allow it")));
+/// What a server asks of requests.
+pub struct Gate<'a> {
+    pub accounts: Option<&'a Accounts>,
+    /// Host names answered besides localhost and IP literals.
+    pub allow_hosts: &'a [String],
+    /// Session cookies are then Secure.
+    pub tls: bool,
+}
+
+impl Gate<'_> {
+    /// The request if it may go on to its component, else the answer to it.
+    pub async fn admit(&self, req: Request, peer: SocketAddr) -> Result<Request, Response> {
+        let Some(accounts) = self.accounts else {
+            // With accounts the credential protects us; without, only names we
+            // answer to get through.
+            let host = host_of(&req).unwrap_or("");
+            if !framewire_core::authority::allowed(host, self.allow_hosts) {
+                let name = framewire_core::authority::host_name(host);
+                return Err(json_response(421, &format!("this server does not answer to {name:?}; start it with --allow-host {name} to allow it")));
+            }
+            return Ok(req);
+        };
+        match req.uri().path() {
+            "/login" => return Err(login(accounts, req, peer, self.tls).await),
+            "/logout" => return Err(redirect("/login", Some(session_cookie("", 0, self.tls)))),
+            _ => {}
         }
-        return Ok(req);
-    };
-    match req.uri().path() {
-        "/login" => return Err(login(accounts, req, peer, app.tls).await),
-        "/logout" => return Err(redirect("/login", Some(session_cookie("", 0, app.tls)))),
-        _ => {}
-    }
-    let query = req.uri().query().unwrap_or("");
-    match accounts.check(req.headers(), req.uri().path(), query, peer.ip()) {
-        Access::User(_) | Access::Shared => Ok(req),
-        Access::Throttled => Err(too_many_failures()),
-        Access::Denied => Err(unauthorized(&req)),
+        let query = req.uri().query().unwrap_or("");
+        match accounts.check(req.headers(), req.uri().path(), query, peer.ip()) {
+            Access::User(_) | Access::Shared => Ok(req),
+            Access::Throttled => Err(too_many_failures()),
+            Access::Denied => Err(unauthorized(&req)),
+        }
     }
 }
 
@@ -88,20 +98,3 @@ fn session_cookie(value: &str, max_age: u64, tls: bool) -> String {
     format!("{COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")
 }
 
-fn redirect(to: &str, cookie: Option<String>) -> Response {
-    let mut b = hyper::Response::builder().status(303).header("location", to).header("content-length", 0);
-    if let Some(c) = cookie {
-        b = b.header("set-cookie", c);
-    }
-    b.body(Full::new(Bytes::new()).map_err(|e| match e {}).boxed_unsync()).expect("redirect parts are valid")
-}
-
-fn html(status: u16, page: String) -> Response {
-    hyper::Response::builder()
-        .status(status)
-        .header("content-type", "text/html; charset=utf-8")
-        .header("content-length", page.len())
-        .header("cache-control", "no-store")
-        .body(Full::new(Bytes::from(page)).map_err(|e| match e {}).boxed_unsync())
-        .expect("page parts are valid")
-}

@@ -4,13 +4,14 @@
 use crate::camera::Cameras;
 use crate::config::Config;
 use crate::pacing::{Link, LinkIo, Pace, PacedBody};
+use crate::reply::json_response;
 use crate::routes::Routes;
 use crate::streams::StreamSlots;
 use crate::tls::Tls;
 use crate::runtime::{HostInfo, Overloaded, Runtime};
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioTimer;
@@ -108,7 +109,8 @@ impl App {
         if req.uri().authority().is_none() && !req.headers().contains_key(hyper::header::HOST) {
             req.headers_mut().insert(hyper::header::HOST, local.to_string().parse().expect("socket address is a valid header"));
         }
-        let mut req = match crate::guard::admit(self, req, peer).await {
+        let gate = crate::guard::Gate { accounts: self.accounts.as_ref(), allow_hosts: &self.allow_hosts, tls: self.tls };
+        let mut req = match gate.admit(req, peer).await {
             Ok(req) => req,
             Err(answer) => return answer,
         };
@@ -144,11 +146,6 @@ impl App {
     }
 }
 
-/// The host a request names: its Host header, else its URI's authority.
-pub fn host_of<B>(req: &hyper::Request<B>) -> Option<&str> {
-    req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()))
-}
-
 /// The request with its body capped at `max` bytes: a declared length past
 /// it is a 413 before any instance exists (hyper then closes the connection
 /// rather than read the body); a chunked body fails the component's read
@@ -181,15 +178,6 @@ fn too_many_streams(limit: u32, pace: Arc<Pace>) -> hyper::Response<PacedBody> {
     resp.map(|body| PacedBody::new(body, pace))
 }
 
-pub fn json_response(status: u16, message: &str) -> hyper::Response<HyperOutgoingBody> {
-    let body = format!("{}\n", serde_json::json!({ "error": message }));
-    hyper::Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header("content-length", body.len())
-        .body(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed_unsync())
-        .expect("static response parts are valid")
-}
 
 /// A server accepting connections in the background: one thread per core,
 /// each with its own single-threaded tokio runtime, all accepting from the
