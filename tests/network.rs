@@ -66,14 +66,8 @@ mod tls {
     use std::sync::Arc;
     use std::time::Duration;
 
-    /// A TLS connection to `server` that trusts only `cert_file`, for
-    /// `localhost`, offering `alpn`; returns the stream and the protocol
-    /// the server chose.
-    async fn connect(
-        addr: std::net::SocketAddr,
-        cert_file: &std::path::Path,
-        alpn: &[u8],
-    ) -> anyhow::Result<(tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>)> {
+    /// A TLS client that trusts only `cert_file` and offers `alpn`.
+    fn client(cert_file: &std::path::Path, alpn: &[u8]) -> anyhow::Result<tokio_rustls::TlsConnector> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(cert_file)? {
             roots.add(cert?)?;
@@ -84,8 +78,18 @@ mod tls {
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.alpn_protocols = vec![alpn.to_vec()];
+        Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    }
+
+    /// A TLS connection to `server` as `localhost` through [`client`];
+    /// returns the stream and the protocol the server chose.
+    async fn connect(
+        addr: std::net::SocketAddr,
+        cert_file: &std::path::Path,
+        alpn: &[u8],
+    ) -> anyhow::Result<(tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>)> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
-        let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost")?, tcp).await?;
+        let stream = client(cert_file, alpn)?.connect(ServerName::try_from("localhost")?, tcp).await?;
         let chosen = stream.get_ref().1.alpn_protocol().unwrap_or_default().to_vec();
         Ok((stream, chosen))
     }
@@ -196,19 +200,8 @@ mod tls {
         .unwrap();
         let cert = server.tls.as_ref().unwrap().cert_file.clone();
         // TLS over a 100 kB/s link: the throttle is below TLS, on the socket.
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_file_iter(&cert).unwrap() {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec()];
         let link = framewire_tests::slow::connect_slow(server.addr, 100_000).await.unwrap();
-        let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost").unwrap(), link).await.unwrap();
+        let stream = client(&cert, b"h2").unwrap().connect(ServerName::try_from("localhost").unwrap(), link).await.unwrap();
         let (mut h2, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
             .await
             .unwrap();
