@@ -29,17 +29,20 @@ impl Server {
             cmd.args(["--camera", c]);
         }
         cmd.envs(env.iter().copied());
+        Server::spawn(cmd, "framewire listening on http://")
+    }
+
+    /// Run `cmd`, a server that prints `PREFIX ADDR` as its first line.
+    pub fn spawn(mut cmd: Command, prefix: &str) -> Result<Server> {
+        let program = cmd.get_program().to_string_lossy().into_owned();
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(std::env::temp_dir().join("framewire-bench-server.log"))?)
             .spawn()
-            .with_context(|| format!("cannot start {bin} (build it: cargo build --release -p framewire)"))?;
+            .with_context(|| format!("cannot start {program} (build it: cargo build --release -p framewire -p framewire-bench)"))?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
-        let url = line
-            .trim()
-            .strip_prefix("framewire listening on http://")
-            .with_context(|| format!("unexpected output {line:?} (see the server log)"))?;
+        let url = line.trim().strip_prefix(prefix).with_context(|| format!("unexpected output {line:?} (see the server log)"))?;
         Ok(Server { addr: url.parse()?, child })
     }
 

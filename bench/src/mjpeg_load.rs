@@ -34,6 +34,9 @@ struct Args {
     /// Path to stream.
     #[arg(long, default_value = "/stream")]
     path: String,
+    /// The native baseline run beside framewire, or `off`.
+    #[arg(long, default_value = "target/release/mjpeg-baseline")]
+    baseline: Option<String>,
 }
 
 /// What one client saw during the measured window.
@@ -103,30 +106,33 @@ async fn camera_clients(addr: SocketAddr) -> Result<u64> {
     state["cameras"][0]["clients"].as_u64().context("no clients in state")
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let args = Args::parse();
-    let server = Server::start(&args.server, &[format!("cam={}", args.camera)], &[])?;
-    let pid = server.pid();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+/// One measured server: what it is, and its idle cost.
+struct Measured {
+    name: &'static str,
+    server: Server,
+    idle_cpu: f64,
+    base_rss: Option<(usize, u64)>,
+}
 
-    // Idle cost: capture and encode with no clients.
-    let idle_rss = rss_kib(pid)?;
-    let c0 = cpu_seconds(pid)?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let idle_cpu = (cpu_seconds(pid)? - c0) / 3.0;
-    println!("framewire {} camera {} | idle: {:.1}% of a core, RSS {} KiB", server.addr, args.camera, idle_cpu * 100.0, idle_rss);
-    println!(
-        "{:>6} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>9} {:>8}",
-        "N", "fps min", "fps med", "deliv %", "lat p50", "lat p99", "RSS MiB", "KiB/client", "µs/cframe", "µs/c-idle", "gen cpu"
-    );
-    let mut base_rss: Option<(usize, u64)> = None;
-    for &n in &args.clients {
+impl Measured {
+    async fn new(name: &'static str, server: Server) -> Result<Measured> {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let pid = server.pid();
+        let idle_rss = rss_kib(pid)?;
+        let c0 = cpu_seconds(pid)?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let idle_cpu = (cpu_seconds(pid)? - c0) / 3.0;
+        println!("{name:>9} {} | idle: {:.1}% of a core, RSS {} KiB", server.addr, idle_cpu * 100.0, idle_rss);
+        Ok(Measured { name, server, idle_cpu, base_rss: None })
+    }
+
+    /// `n` clients for the run's window; prints a row, returns CPU µs per
+    /// client-frame above idle.
+    async fn run(&mut self, n: usize, args: &Args) -> Result<f64> {
+        let (addr, pid) = (self.server.addr, self.server.pid());
         let start = Instant::now() + Duration::from_secs_f64(args.warmup);
         let end = start + Duration::from_secs_f64(args.seconds);
-        let tasks: Vec<_> = (0..n)
-            .map(|_| tokio::spawn(client(server.addr, args.path.clone(), (start, end))))
-            .collect();
+        let tasks: Vec<_> = (0..n).map(|_| tokio::spawn(client(addr, args.path.clone(), (start, end)))).collect();
         tokio::time::sleep_until(start.into()).await;
         let (cpu0, gen0) = (cpu_seconds(pid)?, self_cpu_seconds());
         tokio::time::sleep_until((start + Duration::from_secs_f64(args.seconds / 2.0)).into()).await;
@@ -146,16 +152,17 @@ async fn main() -> Result<()> {
         lat.sort_unstable();
         let host_cpu = cpu1 - cpu0;
         let per_frame = host_cpu / delivered.max(1) as f64 * 1e6;
-        let per_frame_above_idle = (host_cpu - idle_cpu * args.seconds).max(0.0) / delivered.max(1) as f64 * 1e6;
-        let per_client = match base_rss {
+        let per_frame_above_idle = (host_cpu - self.idle_cpu * args.seconds).max(0.0) / delivered.max(1) as f64 * 1e6;
+        let per_client = match self.base_rss {
             Some((n0, r0)) if n > n0 => format!("{:.0}", (rss as f64 - r0 as f64) / (n - n0) as f64),
             _ => "-".into(),
         };
-        if base_rss.is_none() {
-            base_rss = Some((n, rss));
+        if self.base_rss.is_none() {
+            self.base_rss = Some((n, rss));
         }
         println!(
-            "{:>6} {:>9.1} {:>9.1} {:>9.2} {:>6.1}ms {:>6.1}ms {:>8.1} {:>10} {:>10.1} {:>9.1} {:>7.0}%",
+            "{:>9} {:>6} {:>9.1} {:>9.1} {:>9.2} {:>6.1}ms {:>6.1}ms {:>8.1} {:>10} {:>10.1} {:>9.1} {:>7.0}%",
+            self.name,
             n,
             fps.first().copied().unwrap_or(0.0),
             fps.get(fps.len() / 2).copied().unwrap_or(0.0),
@@ -169,15 +176,59 @@ async fn main() -> Result<()> {
             (gen1 - gen0) / args.seconds * 100.0,
         );
         if !errors.is_empty() {
-            println!("       {} client errors, e.g. {}", errors.len(), errors[0]);
+            println!("          {} client errors, e.g. {}", errors.len(), errors[0]);
         }
-        // Let the host release every instance before the next round.
+        Ok(per_frame_above_idle)
+    }
+}
+
+/// `count` of the framewire camera's frames, as the baseline's to send.
+async fn frames_of(addr: SocketAddr, count: usize) -> Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    for i in 0..count {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get("/snapshot").header("host", addr.to_string()).body(Empty::<Bytes>::new())?;
+        let jpeg = sender.send_request(req).await?.into_body().collect().await?.to_bytes();
+        std::fs::write(dir.path().join(format!("{i:03}.jpg")), &jpeg)?;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    Ok(dir)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let mut framewire = Measured::new("framewire", Server::start(&args.server, &[format!("cam={}", args.camera)], &[])?).await?;
+    let frames = frames_of(framewire.server.addr, 30).await?;
+    let mut baseline = match &args.baseline {
+        Some(bin) if bin != "off" => {
+            let mut cmd = std::process::Command::new(bin);
+            cmd.arg("--frames").arg(frames.path());
+            Some(Measured::new("baseline", Server::spawn(cmd, "baseline listening on http://")?).await?)
+        }
+        _ => None,
+    };
+    println!("camera {}; baseline: a plain hyper server sending 30 of its frames as shared Bytes (bench/src/baseline.rs)", args.camera);
+    println!(
+        "{:>9} {:>6} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>9} {:>8}",
+        "server", "N", "fps min", "fps med", "deliv %", "lat p50", "lat p99", "RSS MiB", "KiB/client", "µs/cframe", "µs/c-idle", "gen cpu"
+    );
+    for &n in &args.clients {
+        let ours = framewire.run(n, &args).await?;
+        // Let framewire release every instance before the next round.
         let wait = Instant::now();
-        while camera_clients(server.addr).await? > 0 && wait.elapsed() < Duration::from_secs(10) {
+        while camera_clients(framewire.server.addr).await? > 0 && wait.elapsed() < Duration::from_secs(10) {
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if let Some(b) = &mut baseline {
+            let floor = b.run(n, &args).await?;
+            println!("{:>9} {:>6} framewire / baseline CPU per client-frame above idle: {:.2}x", "ratio", n, ours / floor.max(f64::EPSILON));
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
     println!("deliv % = frames received / frames the camera made while each client watched; lat = receive time - X-Timestamp (capture);");
-    println!("µs/cframe = host CPU per delivered client-frame (µs/c-idle: minus the idle capture+encode cost); gen cpu = this load generator's CPU.");
+    println!("µs/cframe = host CPU per delivered client-frame (µs/c-idle: minus the server's idle cost); gen cpu = this load generator's CPU.");
     Ok(())
 }
