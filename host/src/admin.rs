@@ -71,7 +71,7 @@ pub fn admin_dir(cache_dir: Option<&Path>) -> PathBuf {
     if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_dir()) {
         return PathBuf::from(run).join("framewire");
     }
-    match cache_dir.map(Path::to_path_buf).or_else(crate::config::default_cache_dir) {
+    match crate::config::state_dir(cache_dir) {
         Some(cache) => cache.join("run"),
         None => std::env::temp_dir().join(format!("framewire-{}", rustix::process::getuid().as_raw())),
     }
@@ -174,7 +174,6 @@ fn write_new_token(file: &Path) -> Result<String> {
     crate::secret::write_file(file, token.as_bytes(), 0o600)?;
     Ok(token)
 }
-
 
 /// What a request to the admin API must show.
 struct Check {

@@ -269,7 +269,7 @@ pub fn login_form(body: &[u8]) -> (String, String, String) {
 
 /// Where a server keeps its signing key: its cache folder.
 pub fn key_dir(config: &crate::config::Config) -> std::path::PathBuf {
-    config.runtime.cache_dir.clone().or_else(crate::config::default_cache_dir).unwrap_or_else(std::env::temp_dir)
+    crate::config::state_dir(config.runtime.cache_dir.as_deref()).unwrap_or_else(std::env::temp_dir)
 }
 
 /// `framewire share PATH`: a link to `path` on the server at `base`,

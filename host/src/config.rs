@@ -316,6 +316,14 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("framewire"))
 }
 
+/// Where framewire keeps what it must find again after a restart (the
+/// signing key, a self-signed certificate, admin files outside
+/// `$XDG_RUNTIME_DIR`): the cache folder, the default one when compiled
+/// components are not cached (`--cache-dir off`).
+pub fn state_dir(cache_dir: Option<&Path>) -> Option<PathBuf> {
+    cache_dir.map(Path::to_path_buf).or_else(default_cache_dir)
+}
+
 pub fn default_media() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../media"))
 }

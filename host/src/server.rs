@@ -178,7 +178,6 @@ fn too_many_streams(limit: u32, pace: Arc<Pace>) -> hyper::Response<PacedBody> {
     resp.map(|body| PacedBody::new(body, pace))
 }
 
-
 /// A server accepting connections in the background: one thread per core,
 /// each with its own single-threaded tokio runtime, all accepting from the
 /// same socket. A request and its instance stay on the thread that accepted

@@ -35,9 +35,7 @@ impl Tls {
         let (cert_file, key_file) = match source {
             TlsSource::Files { cert, key } => (cert.clone(), key.clone()),
             TlsSource::SelfSigned => {
-                let dir = cache_dir
-                    .map(Path::to_path_buf)
-                    .or_else(crate::config::default_cache_dir)
+                let dir = crate::config::state_dir(cache_dir)
                     .context("--tls-self-signed needs a cache folder to keep its certificate (--cache-dir)")?
                     .join("tls");
                 self_signed(&dir)?
