@@ -7,6 +7,7 @@ use super::spec::CameraSpec;
 use super::{Image, Opened, Source};
 use anyhow::{Context, Result};
 use nokhwa::pixel_format::RgbFormat;
+use nokhwa::FormatDecoder;
 use nokhwa::utils::{ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -59,7 +60,7 @@ fn open_camera(index: u32) -> Result<nokhwa::Camera> {
 /// `(w, h)`, then the rate nearest to `fps` at that size. (nokhwa's own
 /// `Closest` fails when the size asked for is not one the camera has.)
 fn closest(modes: &[CameraFormat], format: Option<FrameFormat>, (w, h): (u32, u32), fps: u32) -> Option<CameraFormat> {
-    let decodable = |m: &&CameraFormat| RequestedFormat::new::<RgbFormat>(RequestedFormatType::Exact(**m)).fulfill(&[**m]).is_some();
+    let decodable = |m: &&CameraFormat| <RgbFormat as FormatDecoder>::FORMATS.contains(&m.format());
     let of = |f: FrameFormat| -> Vec<&CameraFormat> { modes.iter().filter(|m| m.format() == f).collect() };
     let pool = match format {
         Some(f) => of(f),
