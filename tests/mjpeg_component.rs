@@ -229,7 +229,8 @@ async fn instances_are_bounded_and_excess_is_refused() {
     let options = framewire::runtime::Options { max_instances: 2, ..Default::default() };
     let runtime = Runtime::with_options(host, options).unwrap();
     let component = Arc::new(runtime.load("builtin:mjpeg", framewire::components::MJPEG).unwrap());
-    let req = || hyper::Request::get("http://localhost/stream").body(Empty::<Bytes>::new()).unwrap();
+    // Streams whose loop runs in the component hold their instance.
+    let req = || hyper::Request::get("http://localhost/stream?relay=0").body(Empty::<Bytes>::new()).unwrap();
     let a = runtime.handle(component.clone(), req(), None, None).await.unwrap();
     let b = runtime.handle(component.clone(), req(), None, None).await.unwrap();
     let err = runtime.handle(component.clone(), req(), None, None).await.err().expect("a third instance is refused");
@@ -245,4 +246,53 @@ async fn instances_are_bounded_and_excess_is_refused() {
     let c = runtime.handle(component.clone(), req(), None, None).await.expect("a freed slot is reused");
     assert_eq!(c.status(), 200);
     drop((b, c));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_streams_hold_no_instance() {
+    let feed = Feed::new("fake", "fake:test", (4, 3), 30.0, false);
+    let host = HostInfo::new(Arc::new(Feeds::new(vec![feed.clone()])));
+    let options = framewire::runtime::Options { max_instances: 1, ..Default::default() };
+    let runtime = Runtime::with_options(host, options).unwrap();
+    let component = Arc::new(runtime.load("builtin:mjpeg", framewire::components::MJPEG).unwrap());
+    let req = || hyper::Request::get("http://localhost/stream").body(Empty::<Bytes>::new()).unwrap();
+    // One instance slot, three streams: each hands its stream to the host
+    // and frees the slot for the next request.
+    let mut bodies = Vec::new();
+    for _ in 0..3 {
+        let resp = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match runtime.handle(component.clone(), req(), None, None).await {
+                    Ok(resp) => break resp,
+                    // The previous instance may not have ended yet.
+                    Err(e) if e.downcast_ref::<framewire::runtime::Overloaded>().is_some() => {
+                        tokio::time::sleep(Duration::from_millis(10)).await
+                    }
+                    Err(e) => panic!("{e:#}"),
+                }
+            }
+        })
+        .await
+        .expect("a slot frees once a stream is handed over");
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+        bodies.push((resp.into_body(), Parser::from_content_type(&ct).unwrap()));
+    }
+    assert_eq!(feed.stats.clients.load(Ordering::Relaxed), 3);
+    for seq in 1..=3u64 {
+        let at = UNIX_EPOCH + Duration::from_micros(1_700_000_000_000_000 + seq);
+        assert_eq!(feed.publish(Bytes::from(format!("frame {seq}")), (4, 3), at, false), seq);
+        for (body, parser) in &mut bodies {
+            let p = parts(body, parser, 1).await;
+            assert_eq!(p[0].body, format!("frame {seq}").as_bytes());
+            assert_eq!(p[0].header("x-frame-sequence"), Some(seq.to_string().as_str()));
+            assert_eq!(p[0].header("x-timestamp"), Some(mjpeg::format_timestamp(1_700_000_000_000_000 + seq).as_str()));
+        }
+    }
+    // A reader that goes ends its relay and its subscription.
+    drop(bodies);
+    let start = Instant::now();
+    while feed.stats.clients.load(Ordering::Relaxed) != 0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "relays still subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

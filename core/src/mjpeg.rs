@@ -13,7 +13,23 @@ pub fn content_type() -> String {
 
 /// Bytes that open the body: the first delimiter.
 pub fn preamble() -> String {
-    format!("--{BOUNDARY}\r\n")
+    preamble_for(BOUNDARY)
+}
+
+/// [`preamble`] for another boundary.
+pub fn preamble_for(boundary: &str) -> String {
+    format!("--{boundary}\r\n")
+}
+
+/// Whether `b` may be a multipart boundary: 1 to 70 characters of RFC
+/// 2046's set, not ending in a space. Narrower than the RFC (no spaces at
+/// all), so that it needs no quoting in a Content-Type.
+pub fn check_boundary(b: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "'()+_,-./:=?".contains(c);
+    if b.is_empty() || b.len() > 70 || !b.chars().all(allowed) {
+        return Err(format!("a boundary is 1 to 70 letters, digits and '()+_,-./:=? ; got {b:?}"));
+    }
+    Ok(())
 }
 
 /// Headers of one part, up to and including the blank line.
@@ -31,7 +47,12 @@ pub fn part_header(len: usize, captured_at_us: u64, sequence: u64) -> String {
 /// browser knows the part is complete and renders it at once rather than
 /// waiting for the next frame.
 pub fn part_trailer() -> String {
-    format!("\r\n--{BOUNDARY}\r\n")
+    part_trailer_for(BOUNDARY)
+}
+
+/// [`part_trailer`] for another boundary.
+pub fn part_trailer_for(boundary: &str) -> String {
+    format!("\r\n--{boundary}\r\n")
 }
 
 /// Unix time in seconds with microseconds, as ustreamer writes X-Timestamp.
@@ -270,6 +291,17 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boundaries_are_checked() {
+        assert!(check_boundary(BOUNDARY).is_ok());
+        assert!(check_boundary("a'()+_,-./:=?Z9").is_ok());
+        assert!(check_boundary(&"b".repeat(70)).is_ok());
+        for bad in ["", "has space", "semi;colon", "quote\"", "crlf\r\n", "é"] {
+            assert!(check_boundary(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_boundary(&"b".repeat(71)).is_err());
+    }
 
     fn stream(frames: &[&[u8]]) -> Vec<u8> {
         let mut out = preamble().into_bytes();

@@ -42,6 +42,10 @@ pub const MIN_FPS: f32 = 1.0 / 60.0;
 pub struct StreamQuery {
     /// Cap on frames per second delivered to this client.
     pub fps: Option<f32>,
+    /// Run the per-frame loop in the component instead of handing the
+    /// stream to the host (`relay=0`): the way a component that shapes each
+    /// part itself streams, kept to compare and test.
+    pub in_guest: bool,
 }
 
 /// Parse a stream request's query. Unknown parameters are ignored, as
@@ -59,6 +63,12 @@ pub fn stream_query(query: &str) -> Result<StreamQuery, QueryError> {
                 return Err(QueryError(format!("fps must be between {MIN_FPS:.4} and {MAX_FPS}, got {v}")));
             }
             out.fps = Some(fps);
+        } else if k == "relay" {
+            out.in_guest = match v.as_str() {
+                "0" => true,
+                "1" => false,
+                _ => return Err(QueryError(format!("relay must be 0 or 1, got {v:?}"))),
+            };
         }
     }
     Ok(out)
@@ -90,5 +100,13 @@ mod tests {
         for bad in ["fps=", "fps=0", "fps=-3", "fps=abc", "fps=NaN", "fps=inf", "fps=1000"] {
             assert!(stream_query(bad).is_err(), "{bad} must be rejected");
         }
+    }
+
+    #[test]
+    fn relay_values() {
+        assert!(!stream_query("").unwrap().in_guest);
+        assert!(stream_query("relay=0").unwrap().in_guest);
+        assert!(!stream_query("fps=2&relay=1").unwrap().in_guest);
+        assert!(stream_query("relay=no").is_err());
     }
 }

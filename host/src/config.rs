@@ -170,6 +170,10 @@ pub struct ServeArgs {
     /// --max-streams-per-client too.
     #[arg(long)]
     pub limit_loopback: bool,
+    /// Live streams at once in all, loopback included; more get 503
+    /// [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub max_streams: Option<u32>,
 }
 
 /// The config file's shape.
@@ -200,6 +204,7 @@ struct FileConfig {
     http_threads: Option<usize>,
     stall_timeout_s: Option<u64>,
     max_streams_per_client: Option<u32>,
+    max_streams: Option<u32>,
     limit_loopback: Option<bool>,
     #[serde(default)]
     routes: BTreeMap<String, FileRoute>,
@@ -495,6 +500,11 @@ impl Config {
                         None => defaults.max_streams_per_client,
                     },
                     limit_loopback: args.limit_loopback || file.limit_loopback.unwrap_or(false),
+                    max_streams: match args.max_streams.or(file.max_streams) {
+                        Some(0) => bail!("max-streams must be at least 1"),
+                        Some(n) => n,
+                        None => defaults.max_streams,
+                    },
                 }
             },
             http_threads: match args.http_threads.or(file.http_threads) {

@@ -237,6 +237,18 @@ impl Subscriber {
     }
 }
 
+impl Subscriber {
+    /// The current frame if its sequence is above `after`, without waiting.
+    pub fn current_after(&mut self, after: u64) -> Option<Arc<Frame>> {
+        self.rx.borrow_and_update().as_ref().filter(|f| f.sequence > after).cloned()
+    }
+
+    /// The camera is gone for good: no frame will come.
+    pub fn ended(&self) -> bool {
+        self.rx.has_changed().is_err()
+    }
+}
+
 impl Drop for Subscriber {
     fn drop(&mut self) {
         let mut linger = self.feed.demand.linger_until.lock().unwrap();

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::Resource;
+use wasmtime_wasi_http::p2::body::HostOutgoingBody;
 use wasmtime_wasi_io::streams::{DynInputStream, InputStream, StreamError, StreamResult};
 
 wasmtime::component::bindgen!({
@@ -21,6 +22,9 @@ wasmtime::component::bindgen!({
     },
     with: {
         "wasi:io": wasmtime_wasi_io::bindings::wasi::io,
+        // Only the one resource we take: mapping all of wasi:http would make
+        // the (unused) world-level add_to_linker need its link options.
+        "wasi:http/types.outgoing-body": wasmtime_wasi_http::p2::body::HostOutgoingBody,
         "framewire:camera/frames.frame": crate::guest::FrameHandle,
         "framewire:camera/frames.subscription": crate::frames::Subscriber,
     },
@@ -114,6 +118,24 @@ impl frames::Host for Ctx {
             Some(f) => Ok(Ok(self.table.push(FrameHandle(f))?)),
             None => Ok(Err(frames::Error::NoFrame)),
         }
+    }
+
+    fn relay(
+        &mut self,
+        sub: Resource<Subscriber>,
+        body: Resource<HostOutgoingBody>,
+        options: frames::RelayOptions,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let sub = self.table.delete(sub)?;
+        let body = match self.table.delete(body) {
+            Ok(body) => body,
+            Err(wasmtime::component::ResourceTableError::HasChildren) => {
+                return Ok(Err("the body's stream is open: relay a body before writing to it".into()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let options = crate::relay::Options { boundary: options.boundary, max_fps: options.max_fps };
+        Ok(crate::relay::start(sub, body, self.pace.clone(), options))
     }
 
     fn subscribe(&mut self, camera: String) -> wasmtime::Result<Result<Resource<Subscriber>, frames::Error>> {

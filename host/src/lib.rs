@@ -16,6 +16,7 @@ pub mod pacing;
 pub mod frames;
 pub mod guard;
 pub mod guest;
+pub mod relay;
 pub mod reply;
 pub mod routes;
 pub mod runtime;

@@ -170,6 +170,9 @@ pub struct Pace {
     pulled_at_flush: AtomicU64,
     /// Hyper has dropped the body: the client is gone or the body ended.
     closed: AtomicBool,
+    /// Told when `closed` is set; waiters on it alone are not woken by
+    /// every flush on the connection.
+    closing: tokio::sync::Notify,
 }
 
 impl Pace {
@@ -180,6 +183,7 @@ impl Pace {
             pulled: AtomicU64::new(0),
             pulled_at_flush: AtomicU64::new(link.flushes.load(SeqCst)),
             closed: AtomicBool::new(false),
+            closing: tokio::sync::Notify::new(),
         })
     }
 
@@ -193,16 +197,26 @@ impl Pace {
         self.closed.load(SeqCst)
     }
 
-    async fn drained_or_closed(&self) {
+    /// Completes once `done` holds, checked each time `events` is told.
+    async fn until(&self, events: &tokio::sync::Notify, done: impl Fn(&Pace) -> bool) {
         loop {
-            let changed = self.link.changed.notified();
+            let changed = events.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if self.drained() || self.closed() {
+            if done(self) {
                 return;
             }
             changed.await;
         }
+    }
+
+    /// Completes once hyper has dropped the body (the client is gone).
+    pub async fn gone(&self) {
+        self.until(&self.closing, Pace::closed).await
+    }
+
+    async fn drained_or_closed(&self) {
+        self.until(&self.link.changed, |p| p.drained() || p.closed()).await
     }
 }
 
@@ -254,6 +268,7 @@ impl Body for PacedBody {
 impl Drop for PacedBody {
     fn drop(&mut self) {
         self.pace.closed.store(true, SeqCst);
+        self.pace.closing.notify_waiters();
         self.pace.link.changed.notify_waiters();
     }
 }
@@ -316,6 +331,14 @@ impl wasmtime_wasi_io::poll::Pollable for PacedStream {
     }
 }
 
+/// A body's stream, paced when the response goes to a socket.
+pub fn paced(stream: DynOutputStream, pace: Option<Arc<Pace>>) -> DynOutputStream {
+    match pace {
+        Some(pace) => Box::new(PacedStream { inner: stream, pace, flushing: false }),
+        None => stream,
+    }
+}
+
 /// Where wasmtime-wasi-http defines `outgoing-body.write`.
 const HTTP_TYPES: &str = "wasi:http/types@0.2.12";
 
@@ -329,11 +352,7 @@ pub fn add_to_linker<T: WasiHttpView + 'static>(linker: &mut Linker<T>, pace_of:
         let Some(stream) = table.get_mut(&body)?.take_output_stream() else {
             return Ok((Err(()),));
         };
-        let stream: DynOutputStream = match pace {
-            Some(pace) => Box::new(PacedStream { inner: stream, pace, flushing: false }),
-            None => stream,
-        };
-        Ok((Ok(table.push_child(stream, &body)?),))
+        Ok((Ok(table.push_child(paced(stream, pace), &body)?),))
     };
     // Without shadowing, defining it must fail: that proves wasmtime-wasi-http's
     // is there under this name, and that ours replaces it.

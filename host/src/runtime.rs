@@ -48,7 +48,7 @@ pub struct Ctx {
     /// The media folder, if this route has one (see [`crate::mediafs`]).
     pub media: Option<MediaDir>,
     /// The response's delivery accounting, if it goes to a socket (see [`crate::pacing`]).
-    pace: Option<Arc<Pace>>,
+    pub(crate) pace: Option<Arc<Pace>>,
     /// Host calls the guest has made; the epoch check compares it tick to
     /// tick to see whether the guest has been computing all along.
     host_calls: u64,

@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::pacing::{Link, LinkIo, Pace, PacedBody};
 use crate::reply::json_response;
 use crate::routes::Routes;
-use crate::streams::StreamSlots;
+use crate::streams::{Full, StreamSlots};
 use crate::tls::Tls;
 use crate::runtime::{HostInfo, Overloaded, Runtime};
 use anyhow::{Context, Result};
@@ -54,6 +54,8 @@ pub struct HttpLimits {
     pub max_streams_per_client: u32,
     /// Count loopback clients against that limit too.
     pub limit_loopback: bool,
+    /// Live streams in all, loopback included; more get 503.
+    pub max_streams: u32,
 }
 
 impl Default for HttpLimits {
@@ -64,6 +66,7 @@ impl Default for HttpLimits {
             stall_timeout: Duration::from_secs(30),
             max_streams_per_client: crate::streams::MAX_PER_CLIENT,
             limit_loopback: false,
+            max_streams: crate::streams::MAX_TOTAL,
         }
     }
 }
@@ -73,7 +76,8 @@ impl App {
         let cameras = Cameras::start(&config.cameras)?;
         let runtime = Runtime::with_options(HostInfo::new(cameras.feeds.clone()), config.runtime.clone())?;
         let routes = Routes::load(&runtime, &config.routes, config.media.as_deref())?;
-        let streams = StreamSlots::new(config.http.max_streams_per_client, config.http.limit_loopback);
+        let http = &config.http;
+        let streams = StreamSlots::new(http.max_streams_per_client, http.limit_loopback, http.max_streams);
         let accounts = match config.users.as_slice() {
             [] => None,
             users => Some(crate::auth::Accounts::new(users.to_vec(), &crate::auth::key_dir(config))?),
@@ -170,10 +174,14 @@ fn limit_body(
     }))
 }
 
-/// A client already holds its share of live streams; the instance that
-/// would have served this one ends with its dropped response.
-fn too_many_streams(limit: u32, pace: Arc<Pace>) -> hyper::Response<PacedBody> {
-    let mut resp = json_response(429, &format!("this address already has {limit} live streams open; close one"));
+/// A client already holds its share of live streams (429), or the host
+/// serves all it may (503); the stream that would have been ends with its
+/// dropped response.
+fn too_many_streams(full: Full, pace: Arc<Pace>) -> hyper::Response<PacedBody> {
+    let mut resp = match full {
+        Full::Client(n) => json_response(429, &format!("this address already has {n} live streams open; close one")),
+        Full::Host(n) => json_response(503, &format!("the server has {n} live streams open, as many as it may")),
+    };
     resp.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("5"));
     resp.map(|body| PacedBody::new(body, pace))
 }
@@ -335,8 +343,8 @@ fn service(
             let resp = app.handle(req, local, peer, pace.clone()).await;
             let slot = if crate::streams::is_live(&resp) {
                 match app.streams.take(peer.ip()) {
-                    Some(slot) => Some(slot),
-                    None => return Ok(too_many_streams(app.streams.limit(), pace)),
+                    Ok(slot) => Some(slot),
+                    Err(full) => return Ok(too_many_streams(full, pace)),
                 }
             } else {
                 None

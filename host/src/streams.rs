@@ -1,5 +1,6 @@
-//! Fair share of live streams: at most so many at once per client address,
-//! so that one client cannot hold every instance with open streams. A
+//! Live streams at once: at most so many per client address, so that one
+//! client cannot take every stream, and so many in all, so that the host's
+//! memory stays bounded now that a relayed stream holds no instance. A
 //! stream holds its [`Slot`] as long as its response body lives.
 
 use std::collections::HashMap;
@@ -8,53 +9,73 @@ use std::sync::{Arc, Mutex};
 
 /// Live streams per client address by default.
 pub const MAX_PER_CLIENT: u32 = 32;
+/// Live streams in all by default.
+pub const MAX_TOTAL: u32 = 4096;
 
 pub struct StreamSlots {
     limit: u32,
     /// Count loopback clients too (by default local tools and a reverse
     /// proxy in front, whose clients all share its address, are exempt).
     limit_loopback: bool,
-    held: Mutex<HashMap<IpAddr, u32>>,
+    total_limit: u32,
+    held: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    per_client: HashMap<IpAddr, u32>,
+    total: u32,
+}
+
+/// Why a stream gets no slot.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Full {
+    /// This client address holds its share (the limit).
+    Client(u32),
+    /// The host serves as many streams as it may (the limit).
+    Host(u32),
 }
 
 /// One live stream's place; given back when dropped.
 pub struct Slot {
     slots: Arc<StreamSlots>,
+    /// The address it counts against, if any.
     ip: Option<IpAddr>,
 }
 
 impl StreamSlots {
-    pub fn new(limit: u32, limit_loopback: bool) -> Arc<StreamSlots> {
-        Arc::new(StreamSlots { limit, limit_loopback, held: Mutex::default() })
+    pub fn new(limit: u32, limit_loopback: bool, total_limit: u32) -> Arc<StreamSlots> {
+        Arc::new(StreamSlots { limit, limit_loopback, total_limit, held: Mutex::default() })
     }
 
-    /// A slot for a stream to `ip`, or None when it has `limit` already.
-    pub fn take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        if ip.is_loopback() && !self.limit_loopback {
-            return Some(Slot { slots: self.clone(), ip: None });
-        }
+    /// A slot for a stream to `ip`, unless that address or the host is full.
+    pub fn take(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Full> {
         let mut held = self.held.lock().unwrap();
-        let n = held.entry(ip).or_default();
-        if *n >= self.limit {
-            return None;
+        if held.total >= self.total_limit {
+            return Err(Full::Host(self.total_limit));
         }
-        *n += 1;
-        Some(Slot { slots: self.clone(), ip: Some(ip) })
-    }
-
-    pub fn limit(&self) -> u32 {
-        self.limit
+        let counted = !ip.is_loopback() || self.limit_loopback;
+        if counted {
+            let n = held.per_client.entry(ip).or_default();
+            if *n >= self.limit {
+                return Err(Full::Client(self.limit));
+            }
+            *n += 1;
+        }
+        held.total += 1;
+        Ok(Slot { slots: self.clone(), ip: counted.then_some(ip) })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let Some(ip) = self.ip else { return };
         let mut held = self.slots.held.lock().unwrap();
-        if let Some(n) = held.get_mut(&ip) {
+        held.total -= 1;
+        let Some(ip) = self.ip else { return };
+        if let Some(n) = held.per_client.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
-                held.remove(&ip);
+                held.per_client.remove(&ip);
             }
         }
     }
@@ -74,19 +95,32 @@ mod tests {
 
     #[test]
     fn per_address_with_loopback_exempt_unless_asked() {
-        let slots = StreamSlots::new(2, false);
+        let slots = StreamSlots::new(2, false, 100);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let (s1, _s2) = (slots.take(a).unwrap(), slots.take(a).unwrap());
-        assert!(slots.take(a).is_none(), "a third for the same address");
-        assert!(slots.take(b).is_some(), "another address is served");
+        assert_eq!(slots.take(a).err(), Some(Full::Client(2)), "a third for the same address");
+        assert!(slots.take(b).is_ok(), "another address is served");
         drop(s1);
-        assert!(slots.take(a).is_some(), "a slot given back is free again");
+        assert!(slots.take(a).is_ok(), "a slot given back is free again");
         let local: IpAddr = "127.0.0.1".parse().unwrap();
         let many: Vec<_> = (0..10).map(|_| slots.take(local)).collect();
-        assert!(many.iter().all(Option::is_some), "loopback exempt");
-        let strict = StreamSlots::new(1, true);
+        assert!(many.iter().all(Result::is_ok), "loopback exempt");
+        let strict = StreamSlots::new(1, true, 100);
         let _one = strict.take(local).unwrap();
-        assert!(strict.take(local).is_none(), "--limit-loopback");
+        assert_eq!(strict.take(local).err(), Some(Full::Client(1)), "--limit-loopback");
+    }
+
+    #[test]
+    fn a_total_for_everyone_loopback_included() {
+        let slots = StreamSlots::new(2, false, 3);
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let held: Vec<_> = (0..3).map(|_| slots.take(local).unwrap()).collect();
+        assert_eq!(slots.take(a).err(), Some(Full::Host(3)));
+        assert_eq!(slots.take(local).err(), Some(Full::Host(3)));
+        drop(held);
+        let _a = slots.take(a).unwrap();
+        assert!(slots.take(local).is_ok(), "all given back");
     }
 }

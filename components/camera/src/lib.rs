@@ -1,6 +1,7 @@
 //! The guest side of `framewire:camera` (`wit/camera.wit`), generated once
 //! for every component that imports it. `wasi:io` maps to the `wasi` crate
-//! spin-sdk uses, so a frame's body is a stream spin-sdk's bodies can splice.
+//! spin-sdk uses, so a frame's body is a stream spin-sdk's bodies can splice,
+//! and `wasi:http/types` to spin-sdk's own, so `relay` takes its bodies.
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -9,6 +10,8 @@ wit_bindgen::generate!({
         "wasi:io/error@0.2.0": ::wasi::io::error,
         "wasi:io/streams@0.2.0": ::wasi::io::streams,
         "wasi:io/poll@0.2.0": ::wasi::io::poll,
+        "wasi:clocks/monotonic-clock@0.2.0": ::wasi::clocks::monotonic_clock,
+        "wasi:http/types@0.2.0": ::spin_sdk::wit::wasi::http0_2_0::types,
     },
 });
 

@@ -57,6 +57,14 @@ impl Reply {
         Body::new(body).map_err(|e| eprintln!("{e}"))
     }
 
+    /// Send the status and headers now and hand back the body unwritten,
+    /// for the host to write (a relayed stream).
+    pub fn start_unwritten(self, out: ResponseOutparam) -> Result<OutgoingBody, ()> {
+        let (resp, body) = self.response()?;
+        out.set(resp);
+        Ok(body)
+    }
+
     /// Like [`Reply::start`], but the head leaves with the first body bytes
     /// the host sends (see [`Body::held`]). A body that ends unfinished
     /// before then turns into the host's 500, never a truncated response.

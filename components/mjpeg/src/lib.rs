@@ -99,17 +99,23 @@ fn snapshot(frame: frames::Frame, out: ResponseOutparam, head: bool) {
 }
 
 fn stream(sub: frames::Subscription, opts: query::StreamQuery, out: ResponseOutparam, head: bool) {
-    let Ok(mut body) = Reply::new(200)
+    let reply = Reply::new(200)
         .header("content-type", &mjpeg::content_type())
         .header("cache-control", NO_CACHE)
         .header("pragma", "no-cache")
         .header("expires", "0")
         // Tell buffering proxies (nginx) to pass parts through at once.
-        .header("x-accel-buffering", "no")
-        .start(out)
-    else {
+        .header("x-accel-buffering", "no");
+    if !head && !opts.in_guest {
+        // The host sends the frames from here on, and this instance ends.
+        let Ok(body) = reply.start_unwritten(out) else { return };
+        let options = frames::RelayOptions { boundary: mjpeg::BOUNDARY.to_string(), max_fps: opts.fps };
+        if let Err(e) = frames::relay(sub, body, &options) {
+            eprintln!("relay refused: {e}");
+        }
         return;
-    };
+    }
+    let Ok(mut body) = reply.start(out) else { return };
     if head {
         return body.finish();
     }

@@ -1,0 +1,171 @@
+//! Live streams a component has handed to the host (`frames.relay` in
+//! `wit/camera.wit`): the component chose the camera, the headers and the
+//! rate; from then on a host task moves the frames and the instance is
+//! gone. Per frame that is a few Bytes handed to hyper (refcounts, never
+//! a copy), with no store, fiber or guest pages held per viewer.
+//!
+//! The loop is the one the guest would run, with the same pacing: write a
+//! part, flush, and before the next part wait for that flush only if it
+//! has not completed, then take the newest frame (see [`crate::pacing`]).
+
+use crate::frames::{Frame, Subscriber};
+use crate::pacing::{self, Pace};
+use bytes::Bytes;
+use framewire_core::{mjpeg, query};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use wasmtime_wasi_http::p2::body::HostOutgoingBody;
+use wasmtime_wasi_io::poll::Pollable as _;
+use wasmtime_wasi_io::streams::{DynOutputStream, StreamError};
+
+/// How often a relay with no pacing (a body not going to a socket) checks
+/// whether its reader is still there while no frame comes.
+const CHECK_OPEN: Duration = Duration::from_secs(1);
+/// How long a paced relay waits for a frame before checking on its camera.
+const FRAME_WAIT: Duration = Duration::from_secs(60);
+
+/// How a relayed stream is sent, as the component asked.
+pub struct Options {
+    pub boundary: String,
+    pub max_fps: Option<f32>,
+}
+
+impl Options {
+    fn check(&self) -> Result<(), String> {
+        mjpeg::check_boundary(&self.boundary)?;
+        if let Some(fps) = self.max_fps
+            && !(fps.is_finite() && (query::MIN_FPS..=query::MAX_FPS).contains(&fps))
+        {
+            return Err(format!("max-fps must be between {:.4} and {}, got {fps}", query::MIN_FPS, query::MAX_FPS));
+        }
+        Ok(())
+    }
+}
+
+/// Start relaying `sub` into `body` on a task of its own. Fails, dropping
+/// both (which ends the response), on bad options or a body already
+/// written to.
+pub fn start(sub: Subscriber, mut body: HostOutgoingBody, pace: Option<Arc<Pace>>, options: Options) -> Result<(), String> {
+    options.check()?;
+    let Some(out) = body.take_output_stream() else {
+        return Err("the body's stream is already taken: relay a body before writing to it".into());
+    };
+    let relay = Relay {
+        out: pacing::paced(out, pace.clone()),
+        pace,
+        sub,
+        trailer: Bytes::from(mjpeg::part_trailer_for(&options.boundary)),
+        interval: options.max_fps.map(|fps| Duration::from_secs_f64(1.0 / fps as f64)),
+    };
+    let preamble = Bytes::from(mjpeg::preamble_for(&options.boundary));
+    tokio::spawn(async move {
+        // The body stays open (unfinished) as long as the relay runs.
+        let _body = body;
+        match relay.run(preamble).await {
+            Err(StreamError::Closed) => tracing::debug!("relayed stream ended: client gone"),
+            Err(e) => tracing::warn!("relayed stream failed: {e}"),
+            Ok(()) => tracing::debug!("relayed stream ended: camera gone"),
+        }
+    });
+    Ok(())
+}
+
+struct Relay {
+    out: DynOutputStream,
+    /// The response's delivery accounting, when it goes to a socket.
+    pace: Option<Arc<Pace>>,
+    sub: Subscriber,
+    trailer: Bytes,
+    interval: Option<Duration>,
+}
+
+impl Relay {
+    async fn run(mut self, preamble: Bytes) -> Result<(), StreamError> {
+        self.write(preamble).await?;
+        let mut next_due = Instant::now();
+        let mut last = 0;
+        loop {
+            if let Some(interval) = self.interval {
+                self.until_closed(tokio::time::sleep_until(next_due)).await?;
+                next_due = next_due.max(Instant::now() - interval) + interval;
+            }
+            let Some(mut frame) = self.next_frame(last).await? else {
+                return Ok(());
+            };
+            // The last part may still be on its way to a slow client: once
+            // it has left, send the newest frame, not this one.
+            if self.wait_writable().await?
+                && let Some(newer) = self.sub.current_after(frame.sequence)
+            {
+                frame = newer;
+            }
+            last = frame.sequence;
+            self.send(&frame).await?;
+        }
+    }
+
+    /// The next frame after `last`, or None if the camera is gone; fails
+    /// if the client goes first.
+    async fn next_frame(&mut self, last: u64) -> Result<Option<Arc<Frame>>, StreamError> {
+        loop {
+            let waited = match &self.pace {
+                Some(pace) => tokio::select! {
+                    frame = self.sub.next(last, FRAME_WAIT) => frame,
+                    () = pace.gone() => return Err(StreamError::Closed),
+                },
+                None => self.sub.next(last, CHECK_OPEN).await,
+            };
+            match waited {
+                Some(frame) => return Ok(Some(frame)),
+                None if self.sub.ended() => return Ok(None),
+                None => {
+                    self.out.check_write()?;
+                }
+            }
+        }
+    }
+
+    /// Run `f` unless the client goes first.
+    async fn until_closed<F: Future<Output = ()>>(&mut self, f: F) -> Result<(), StreamError> {
+        match &self.pace {
+            Some(pace) => tokio::select! {
+                () = f => Ok(()),
+                () = pace.gone() => Err(StreamError::Closed),
+            },
+            None => {
+                f.await;
+                self.out.check_write().map(drop)
+            }
+        }
+    }
+
+    /// One part: header, the shared JPEG, trailer (with the next
+    /// delimiter), then a flush (hyper sends the three in one writev).
+    async fn send(&mut self, frame: &Frame) -> Result<(), StreamError> {
+        let header = mjpeg::part_header(frame.jpeg.len(), frame.captured_at_us, frame.sequence);
+        self.write(Bytes::from(header)).await?;
+        self.write(frame.jpeg.clone()).await?;
+        self.write(self.trailer.clone()).await?;
+        self.out.flush()
+    }
+
+    /// Wait until the output takes bytes; returns whether it had to wait.
+    async fn wait_writable(&mut self) -> Result<bool, StreamError> {
+        let mut waited = false;
+        while self.out.check_write()? == 0 {
+            self.out.ready().await;
+            waited = true;
+        }
+        Ok(waited)
+    }
+
+    async fn write(&mut self, mut bytes: Bytes) -> Result<(), StreamError> {
+        while !bytes.is_empty() {
+            self.wait_writable().await?;
+            let n = self.out.check_write()?.min(bytes.len());
+            self.out.write(bytes.split_to(n))?;
+        }
+        Ok(())
+    }
+}
