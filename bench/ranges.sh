@@ -2,7 +2,8 @@
 # framewire's media route beside nginx (Debian nginx-light), same folder,
 # same machine, loopback only:
 #   - one 1 GiB download with curl (throughput);
-#   - random 64 KiB ranges over 64 keep-alive connections with wrk (req/s).
+#   - random 64 KiB ranges over 64 keep-alive connections with wrk (req/s),
+#     a request-only script, with each server's CPU and wrk's own.
 # Prints the figures and framewire/nginx ratios. Run it through `./dev bench-ranges`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,17 +66,65 @@ download() { # best of three, bytes/s
     done
     echo "$best"
 }
-ranges() { # requests/s
-    SIZE=$size wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" -s bench/random-range.lua "$1" \
-        | awk '/Requests\/sec/ {print int($2)} /Non-2xx/ {print "non-2xx: " $0 > "/dev/stderr"}'
+# CPU seconds (user + system) used so far by these processes.
+cpu_of() {
+    local total=0 pid
+    for pid in "$@"; do
+        # Fields 14 and 15 of /proc/PID/stat, after the ")" ending the name.
+        total=$(awk -v t="$total" '{ sub(/.*\) /, ""); print t + $12 + $13 }' "/proc/$pid/stat")
+    done
+    echo "scale=3; $total / $(getconf CLK_TCK)" | bc
 }
+check_range() { # one random range must come back as 206 with 64 KiB
+    local got
+    got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' -r 1000-66535 "$1")
+    [ "$got" = "206 65536" ] || { echo "$1 answered a range with '$got', not '206 65536'" >&2; exit 1; }
+}
+# ranges URL PID... -> "req/s server-cores wrk-cores"
+ranges() {
+    local out before after t0 t1
+    check_range "$1"
+    before=$(cpu_of "${@:2}")
+    t0=$(date +%s.%N)
+    out=$( { TIMEFORMAT='%U %S'; time SIZE=$size wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" -s bench/random-range.lua "$1"; } 2>&1 )
+    t1=$(date +%s.%N)
+    after=$(cpu_of "${@:2}")
+    if grep -q "Non-2xx" <<<"$out"; then echo "$1: $(grep Non-2xx <<<"$out")" >&2; exit 1; fi
+    local rps bytes wrk_cpu
+    rps=$(awk '/Requests\/sec/ {print int($2)}' <<<"$out")
+    # wrk's total bytes read, to check each answer was the 64 KiB asked for.
+    bytes=$(awk '/requests in/ {v=$5; u=substr(v, length(v)-1); n=substr(v, 1, length(v)-2);
+        m = (u=="GB") ? 2^30 : (u=="MB") ? 2^20 : (u=="KB") ? 2^10 : 1; print n*m}' <<<"$out")
+    local reqs
+    reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+    local per
+    per=$(echo "$bytes / $reqs" | bc)
+    if (( per < 65536 || per > 66560 )); then echo "$1: $per bytes per response, not ~64 KiB" >&2; exit 1; fi
+    wrk_cpu=$(tail -1 <<<"$out" | awk '{print $1 + $2}')
+    local secs
+    secs=$(echo "$t1 - $t0" | bc -l)
+    echo "$rps $(echo "($after - $before) / $secs" | bc -l) $(echo "$wrk_cpu / $secs" | bc -l)"
+}
+
+fw_pid=${pids[0]}
+ng_pids=$(pgrep -f "nginx -p $work/nginx" | tr '\n' ' ')
+ng_pids="$ng_pids $(for p in $ng_pids; do pgrep -P "$p"; done | tr '\n' ' ')"
+ng_pids=$(tr ' ' '\n' <<<"$ng_pids" | sort -u | tr '\n' ' ')
 
 fw_dl=$(download "http://127.0.0.1:$fw_port/media/big.bin")
 ng_dl=$(download "http://127.0.0.1:$ng_port/media/big.bin")
-fw_rps=$(ranges "http://127.0.0.1:$fw_port/media/big.bin")
-ng_rps=$(ranges "http://127.0.0.1:$ng_port/media/big.bin")
+read -r fw_rps fw_cpu fw_gen <<<"$(ranges "http://127.0.0.1:$fw_port/media/big.bin" "$fw_pid")"
+# shellcheck disable=SC2086
+read -r ng_rps ng_cpu ng_gen <<<"$(ranges "http://127.0.0.1:$ng_port/media/big.bin" $ng_pids)"
 
 printf '%-34s %14s %14s %8s\n' "" framewire nginx ratio
 printf '%-34s %11.0f MB/s %11.0f MB/s %8.2f\n' "1 GiB download (curl, best of 3)" \
     "$(echo "$fw_dl / 1000000" | bc -l)" "$(echo "$ng_dl / 1000000" | bc -l)" "$(echo "$fw_dl / $ng_dl" | bc -l)"
 printf '%-34s %10s r/s %10s r/s %8.2f\n' "random 64 KiB ranges (wrk -c64)" "$fw_rps" "$ng_rps" "$(echo "$fw_rps / $ng_rps" | bc -l)"
+printf '%-34s %10.2f    %10.2f    %8.2f\n' "  server CPU, cores" "$fw_cpu" "$ng_cpu" "$(echo "$fw_cpu / $ng_cpu" | bc -l)"
+printf '%-34s %10.1f    %10.1f    %8.2f\n' "  server CPU per request, µs" \
+    "$(echo "$fw_cpu * 1000000 / $fw_rps" | bc -l)" "$(echo "$ng_cpu * 1000000 / $ng_rps" | bc -l)" \
+    "$(echo "($fw_cpu / $fw_rps) / ($ng_cpu / $ng_rps)" | bc -l)"
+printf '%-34s %10.2f    %10.2f\n' "  wrk's own CPU, cores" "$fw_gen" "$ng_gen"
+printf '%-34s %10.1f    %10.1f\n' "  wrk's CPU per request, µs" \
+    "$(echo "$fw_gen * 1000000 / $fw_rps" | bc -l)" "$(echo "$ng_gen * 1000000 / $ng_rps" | bc -l)"
