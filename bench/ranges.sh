@@ -94,12 +94,12 @@ ranges() {
     rps=$(awk '/Requests\/sec/ {print int($2)}' <<<"$out")
     # wrk's total bytes read, to check each answer was the 64 KiB asked for.
     bytes=$(awk '/requests in/ {v=$5; u=substr(v, length(v)-1); n=substr(v, 1, length(v)-2);
-        m = (u=="GB") ? 2^30 : (u=="MB") ? 2^20 : (u=="KB") ? 2^10 : 1; print n*m}' <<<"$out")
+        m = (u=="GB") ? 2^30 : (u=="MB") ? 2^20 : (u=="KB") ? 2^10 : 1; printf "%.0f\n", n*m}' <<<"$out")
     local reqs
     reqs=$(awk '/requests in/ {print $1}' <<<"$out")
     local per
     per=$(echo "$bytes / $reqs" | bc)
-    if (( per < 65536 || per > 66560 )); then echo "$1: $per bytes per response, not ~64 KiB" >&2; exit 1; fi
+    if (( per < 65536 || per > 66560 )); then echo "$1: $per bytes per response, not ~64 KiB" >&2; echo "$out" >&2; exit 1; fi
     wrk_cpu=$(tail -1 <<<"$out" | awk '{print $1 + $2}')
     local secs
     secs=$(echo "$t1 - $t0" | bc -l)

@@ -315,18 +315,25 @@ async fn an_old_version_is_released_when_its_last_stream_ends() {
     let addr = server.addr;
     let old = Arc::downgrade(&server.app.routes.get("mjpeg").unwrap().current.load_full());
 
-    // A viewer on the old version, receiving.
-    let mut body = open(addr, "/stream", &[]).await.unwrap().into_body();
+    // A viewer whose loop runs in an instance of the old version, and one
+    // whose stream the old version handed to the host; both receiving.
+    let mut body = open(addr, "/stream?relay=0", &[]).await.unwrap().into_body();
     body.frame().await.unwrap().unwrap();
+    let mut relayed = open(addr, "/stream", &[]).await.unwrap().into_body();
+    relayed.frame().await.unwrap().unwrap();
+    async fn read_bytes(body: &mut hyper::body::Incoming, n: usize) {
+        let mut got = 0;
+        while got < n {
+            got += body.frame().await.unwrap().unwrap().data_ref().map_or(0, |d| d.len());
+        }
+    }
 
     replace(&file, &variant(1), true);
     wait_for_sha(addr, &sha(&variant(1))).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(old.upgrade().is_some(), "the old version went while a stream still used it");
-    let mut more = 0;
-    while more < 20_000 {
-        more += body.frame().await.unwrap().unwrap().data_ref().map_or(0, |d| d.len());
-    }
+    read_bytes(&mut body, 20_000).await;
+    read_bytes(&mut relayed, 20_000).await;
 
     // The viewer leaves: the instance notices within its frame wait (1 s)
     // and the old version is dropped with it.
@@ -336,6 +343,8 @@ async fn an_old_version_is_released_when_its_last_stream_ends() {
         assert!(start.elapsed() < Duration::from_secs(5), "the old version outlived its last stream");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The new one serves.
+    // The new one serves, and the relayed stream goes on without any
+    // version of the component.
     assert_eq!(get(addr, "/snapshot").await.unwrap().status, 200);
+    read_bytes(&mut relayed, 40_000).await;
 }
