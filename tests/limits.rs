@@ -193,6 +193,42 @@ async fn live_streams_are_shared_fairly_between_addresses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_streams_in_all_are_capped_loopback_included() {
+    // Relayed streams hold no instance: --max-streams is what bounds them.
+    let server = start_with(ServeArgs {
+        cameras: vec!["cam=test:64x48@10".into()],
+        max_streams: Some(3),
+        max_instances: Some(2),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let addr = server.addr;
+    let mut open = Vec::new();
+    for from in ["127.0.0.2", "127.0.0.3", "127.0.0.2"] {
+        let (status, s) = stream_from(from, addr).await;
+        assert_eq!(status, "HTTP/1.1 200", "stream {} from {from}", open.len() + 1);
+        open.push(s);
+    }
+    let r = raw(addr, b"GET /stream HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert!(r.starts_with("HTTP/1.1 503"), "a fourth stream: {r:.60}");
+    assert!(r.to_ascii_lowercase().contains("retry-after: 5"), "{r}");
+    assert!(r.contains("3 live streams"), "{r}");
+    assert_eq!(get(addr, "/snapshot").await.unwrap().status, 200, "ordinary requests are served");
+    assert_eq!(camera_state(addr, "cam").await.unwrap()["clients"], 3);
+    drop(open.pop());
+    let start = Instant::now();
+    loop {
+        let (again, _s) = stream_from("127.0.0.4", addr).await;
+        if again == "HTTP/1.1 200" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "the closed stream's slot was never given back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_reads_nothing_is_dropped_and_its_instance_freed() {
     let server = start_with(ServeArgs {
         cameras: vec!["cam=test:320x240@30".into()],
