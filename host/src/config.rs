@@ -30,6 +30,18 @@ pub enum Command {
     /// Print a link that opens one path (a camera's stream, a file) without
     /// an account until it expires.
     Share(ShareArgs),
+    /// Check a handler component as a swap would (compile, imports, the
+    /// HTTP handler export, one instantiation) without a running server.
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The component (.wasm).
+    pub file: PathBuf,
+    /// The media folder it would see on the files route.
+    #[arg(long, value_name = "DIR")]
+    pub media: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod auth;
 pub mod camera;
+pub mod check;
 pub mod components;
 pub mod config;
 pub mod cors;

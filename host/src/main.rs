@@ -43,6 +43,14 @@ async fn main() -> Result<()> {
             });
             println!("{}", framewire::auth::share_link_for(&config, base.trim_end_matches('/'), &args.path, args.ttl)?);
         }
+        Command::Check(args) => match framewire::check::check(&args.file, args.media.as_deref()).await {
+            Ok(report) => println!("{}: ok\n{report}", args.file.display()),
+            // The reason is the whole answer: no backtrace, even with RUST_BACKTRACE.
+            Err(e) => {
+                eprintln!("refused: {e:#}");
+                std::process::exit(1);
+            }
+        },
         Command::Serve(args) => {
             let config = Config::from_args(&args)?;
             if config.no_auth && config.users.is_empty() && !config.listen.ip().is_loopback() {

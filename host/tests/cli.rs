@@ -181,3 +181,45 @@ fn hash_password_and_share_print_what_the_config_and_a_viewer_need() {
     assert!(link.starts_with(&format!("http://{addr}/snapshot?share=")), "{link}");
     assert!(shared.starts_with("HTTP/1.0 200"), "{shared:.60}");
 }
+
+#[test]
+fn check_passes_a_handler_and_explains_what_a_swap_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let good = file("mjpeg.wasm", framewire::components::MJPEG);
+    let out = framewire(&["check", &good]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [": ok", "framewire:camera/frames@0.2.1", "wasi:http/incoming-handler@0.2.0", "instantiated once"] {
+        assert!(text.contains(needle), "lacks {needle:?}:\n{text}");
+    }
+    let media = file("files.wasm", framewire::components::FILES);
+    let out = framewire(&["check", &media, "--media", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    fails_with(&["check", &file("garbage.wasm", b"not wasm at all")], "not a valid wasm component");
+    fails_with(&["check", &file("core.wasm", b"\0asm\x01\0\0\0")], "not a valid wasm component");
+    fails_with(&["check", &dir.path().join("missing.wasm").to_string_lossy()], "cannot read component");
+
+    // Imports what framewire does not provide: named, with what it does.
+    use wasm_encoder::{Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType};
+    let mut tcp = InstanceType::new();
+    tcp.ty().function().params(std::iter::empty::<(&str, wasm_encoder::ComponentValType)>()).result(None);
+    tcp.export("connect", ComponentTypeRef::Func(0));
+    let mut types = ComponentTypeSection::new();
+    types.instance(&tcp);
+    let mut imports = ComponentImportSection::new();
+    imports.import("wasi:sockets/tcp@0.2.0", ComponentTypeRef::Instance(0));
+    let mut sockets = Component::new();
+    sockets.section(&types).section(&imports);
+    let sockets = file("sockets.wasm", &sockets.finish());
+    fails_with(&["check", &sockets], "wasi:sockets/tcp@0.2.0");
+    fails_with(&["check", &sockets], "framewire provides: wasi:io");
+
+    // A component with no HTTP handler.
+    fails_with(&["check", &file("empty.wasm", &Component::new().finish())], "does not export wasi:http/incoming-handler");
+}

@@ -1,0 +1,59 @@
+//! `framewire check FILE.wasm`: what a swap would do with a component
+//! (compile, link against what framewire provides, find the HTTP handler
+//! export, instantiate once) without a running server, and what it found.
+
+use crate::frames::Feeds;
+use crate::runtime::{HostInfo, Options, Runtime};
+use anyhow::{Context, Result, anyhow};
+use std::path::Path;
+use std::sync::Arc;
+
+/// What framewire gives a handler, for the reason when an import is missing.
+pub const PROVIDED: &str = "wasi:io, wasi:clocks, wasi:random, wasi:cli (stdout and stderr only), \
+wasi:filesystem (the media folder, read-only, on the files route), wasi:http/types and \
+wasi:http/outgoing-handler (outgoing requests are refused), framewire:camera/frames and \
+framewire:camera/host @0.2.x";
+
+/// A component that passed, described.
+#[derive(Debug)]
+pub struct Report {
+    pub sha256: String,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "  sha256   {}", self.sha256)?;
+        writeln!(f, "  imports  {}", self.imports.join("\n           "))?;
+        writeln!(f, "  exports  {}", self.exports.join("\n           "))?;
+        write!(f, "  instantiated once, as a swap does before it serves (no request handled)")
+    }
+}
+
+/// Check the component in `path`; `media` is the folder the files route
+/// would see (none: no folder).
+pub async fn check(path: &Path, media: Option<&Path>) -> Result<Report> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?;
+    let host = HostInfo::new(Arc::new(Feeds::new(Vec::new())));
+    let runtime = Runtime::with_options(host, Options { max_instances: 2, ..Options::default() })?;
+    let source = path.display().to_string();
+    let loaded = runtime.load(&source, &bytes).map_err(|e| {
+        let text = format!("{e:#}");
+        if text.contains("imports something framewire does not provide") {
+            anyhow!("{text}\nframewire provides: {PROVIDED}")
+        } else {
+            e
+        }
+    })?;
+    let media = media.map(crate::mediafs::MediaDir::open).transpose()?;
+    runtime.smoke_test(&loaded, media.as_ref()).await?;
+    let component = loaded.pre.instance_pre().component();
+    let ty = component.component_type();
+    let engine = component.engine();
+    Ok(Report {
+        sha256: loaded.sha256.clone(),
+        imports: ty.imports(engine).map(|(name, _)| name.to_string()).collect(),
+        exports: ty.exports(engine).map(|(name, _)| name.to_string()).collect(),
+    })
+}
