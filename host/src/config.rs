@@ -171,8 +171,8 @@ pub struct ServeArgs {
     /// requests' instances [default: one per core].
     #[arg(long, value_name = "N")]
     pub http_threads: Option<usize>,
-    /// Close a connection whose client accepts no bytes this long, freeing
-    /// a stream's instance [default: 30].
+    /// Close a connection whose client accepts no bytes this long, ending
+    /// its stream [default: 30].
     #[arg(long, value_name = "S")]
     pub stall_timeout_s: Option<u64>,
     /// Live streams one client address may hold; more get 429 [default: 32].

@@ -93,7 +93,7 @@ impl<T: Tcp> LinkIo<T> {
     /// A write's outcome, with the stall clock: started when the socket
     /// first refuses bytes, stopped when it takes some, and past its limit
     /// an error that ends the connection (hyper then drops the response,
-    /// and a stream's instance ends).
+    /// and a stream ends: its relay, or its instance).
     fn watch_stall(&mut self, cx: &mut Context<'_>, written: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
         match written {
             Poll::Pending => {

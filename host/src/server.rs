@@ -48,7 +48,7 @@ pub struct HttpLimits {
     /// body that grows past it fails the component's read.
     pub max_body_bytes: u64,
     /// A connection whose client accepts no bytes this long is closed (and
-    /// a stream's instance freed).
+    /// its stream ended).
     pub stall_timeout: Duration,
     /// Live streams per client address; more get 429.
     pub max_streams_per_client: u32,
