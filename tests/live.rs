@@ -264,7 +264,13 @@ async fn slow_links_get_the_newest_frame_from_a_loop_in_the_component() {
     slow_links("/stream?relay=0").await
 }
 
+/// The slow-link tests one at a time: each has a fast reader that must get
+/// nearly every frame, which two encoding cameras side by side on a busy
+/// 2-core machine could deny it.
+static SLOW_LINKS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn slow_links(path: &'static str) {
+    let _alone = SLOW_LINKS.lock().await;
     let server = start(&["cam=test:640x480@30"]).await.unwrap();
     let addr = server.addr;
     let secs = 20;
