@@ -151,6 +151,19 @@ async fn stream_from(from: &str, addr: std::net::SocketAddr) -> (String, tokio::
     (String::from_utf8_lossy(&head).into_owned(), s)
 }
 
+/// A stream from `from` is served again (200) within 5 s of one closing.
+async fn a_slot_comes_back(from: &str, addr: std::net::SocketAddr) {
+    let start = Instant::now();
+    loop {
+        let (again, _s) = stream_from(from, addr).await;
+        if again == "HTTP/1.1 200" {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "the closed stream's slot was never given back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_streams_are_shared_fairly_between_addresses() {
     let args = |limit_loopback| ServeArgs {
@@ -170,15 +183,7 @@ async fn live_streams_are_shared_fairly_between_addresses() {
     assert_eq!(other, "HTTP/1.1 200", "another address is served as usual");
     assert_eq!(get(addr, "/snapshot").await.unwrap().status, 200, "and so are ordinary requests");
     drop(s1);
-    let start = Instant::now();
-    loop {
-        let (again, _s) = stream_from("127.0.0.2", addr).await;
-        if again == "HTTP/1.1 200" {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(5), "the closed stream's slot was never given back");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    a_slot_comes_back("127.0.0.2", addr).await;
     let r = raw(addr, b"GET /stream HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
     assert!(r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.1 429"), "{r:.40}");
 
@@ -217,15 +222,7 @@ async fn live_streams_in_all_are_capped_loopback_included() {
     assert_eq!(get(addr, "/snapshot").await.unwrap().status, 200, "ordinary requests are served");
     assert_eq!(camera_state(addr, "cam").await.unwrap()["clients"], 3);
     drop(open.pop());
-    let start = Instant::now();
-    loop {
-        let (again, _s) = stream_from("127.0.0.4", addr).await;
-        if again == "HTTP/1.1 200" {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(5), "the closed stream's slot was never given back");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    a_slot_comes_back("127.0.0.4", addr).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,14 @@ pub const MAX_FPS: f32 = 240.0;
 /// Lowest frame rate a client may ask for (one frame a minute).
 pub const MIN_FPS: f32 = 1.0 / 60.0;
 
+/// A frame-rate cap within [`MIN_FPS`, `MAX_FPS`], or why not.
+pub fn check_fps(fps: f32) -> Result<(), String> {
+    if !fps.is_finite() || !(MIN_FPS..=MAX_FPS).contains(&fps) {
+        return Err(format!("fps must be between {MIN_FPS:.4} and {MAX_FPS}, got {fps}"));
+    }
+    Ok(())
+}
+
 /// Options of a stream request.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct StreamQuery {
@@ -59,9 +67,7 @@ pub fn stream_query(query: &str) -> Result<StreamQuery, QueryError> {
                 .trim()
                 .parse()
                 .map_err(|_| QueryError(format!("fps must be a number, got {v:?}")))?;
-            if !fps.is_finite() || !(MIN_FPS..=MAX_FPS).contains(&fps) {
-                return Err(QueryError(format!("fps must be between {MIN_FPS:.4} and {MAX_FPS}, got {v}")));
-            }
+            check_fps(fps).map_err(QueryError)?;
             out.fps = Some(fps);
         } else if k == "relay" {
             out.in_guest = match v.as_str() {

@@ -4,15 +4,9 @@
 
 use crate::frames::Feeds;
 use crate::runtime::{HostInfo, Options, Runtime};
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use std::path::Path;
 use std::sync::Arc;
-
-/// What framewire gives a handler, for the reason when an import is missing.
-pub const PROVIDED: &str = "wasi:io, wasi:clocks, wasi:random, wasi:cli (stdout and stderr only), \
-wasi:filesystem (the media folder, read-only, on the files route), wasi:http/types and \
-wasi:http/outgoing-handler (outgoing requests are refused), framewire:camera/frames and \
-framewire:camera/host @0.2.x";
 
 /// A component that passed, described.
 #[derive(Debug)]
@@ -38,14 +32,7 @@ pub async fn check(path: &Path, media: Option<&Path>) -> Result<Report> {
     let host = HostInfo::new(Arc::new(Feeds::new(Vec::new())));
     let runtime = Runtime::with_options(host, Options { max_instances: 2, ..Options::default() })?;
     let source = path.display().to_string();
-    let loaded = runtime.load(&source, &bytes).map_err(|e| {
-        let text = format!("{e:#}");
-        if text.contains("imports something framewire does not provide") {
-            anyhow!("{text}\nframewire provides: {PROVIDED}")
-        } else {
-            e
-        }
-    })?;
+    let loaded = runtime.load(&source, &bytes)?;
     let media = media.map(crate::mediafs::MediaDir::open).transpose()?;
     runtime.smoke_test(&loaded, media.as_ref()).await?;
     let component = loaded.pre.instance_pre().component();

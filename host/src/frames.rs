@@ -235,9 +235,7 @@ impl Subscriber {
             }
         }
     }
-}
 
-impl Subscriber {
     /// The current frame if its sequence is above `after`, without waiting.
     pub fn current_after(&mut self, after: u64) -> Option<Arc<Frame>> {
         self.rx.borrow_and_update().as_ref().filter(|f| f.sequence > after).cloned()

@@ -34,12 +34,7 @@ pub struct Options {
 impl Options {
     fn check(&self) -> Result<(), String> {
         mjpeg::check_boundary(&self.boundary)?;
-        if let Some(fps) = self.max_fps
-            && !(fps.is_finite() && (query::MIN_FPS..=query::MAX_FPS).contains(&fps))
-        {
-            return Err(format!("max-fps must be between {:.4} and {}, got {fps}", query::MIN_FPS, query::MAX_FPS));
-        }
-        Ok(())
+        self.max_fps.map_or(Ok(()), query::check_fps).map_err(|e| format!("max-{e}"))
     }
 }
 
@@ -95,7 +90,7 @@ impl Relay {
             };
             // The last part may still be on its way to a slow client: once
             // it has left, send the newest frame, not this one.
-            if self.wait_writable().await?
+            if self.writable().await?.1
                 && let Some(newer) = self.sub.current_after(frame.sequence)
             {
                 frame = newer;
@@ -150,22 +145,41 @@ impl Relay {
         self.out.flush()
     }
 
-    /// Wait until the output takes bytes; returns whether it had to wait.
-    async fn wait_writable(&mut self) -> Result<bool, StreamError> {
+    /// Wait until the output takes bytes: how many it takes now, and
+    /// whether it had to wait.
+    async fn writable(&mut self) -> Result<(usize, bool), StreamError> {
         let mut waited = false;
-        while self.out.check_write()? == 0 {
-            self.out.ready().await;
+        loop {
+            match self.out.check_write()? {
+                0 => self.out.ready().await,
+                n => return Ok((n, waited)),
+            }
             waited = true;
         }
-        Ok(waited)
     }
 
     async fn write(&mut self, mut bytes: Bytes) -> Result<(), StreamError> {
         while !bytes.is_empty() {
-            self.wait_writable().await?;
-            let n = self.out.check_write()?.min(bytes.len());
+            let n = self.writable().await?.0.min(bytes.len());
             self.out.write(bytes.split_to(n))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_checked() {
+        let opts = |boundary: &str, max_fps| Options { boundary: boundary.into(), max_fps };
+        assert!(opts(mjpeg::BOUNDARY, None).check().is_ok());
+        assert!(opts(mjpeg::BOUNDARY, Some(2.5)).check().is_ok());
+        assert!(opts("has space", None).check().unwrap_err().contains("boundary"));
+        for bad in [0.0, 1000.0, f32::NAN, f32::INFINITY] {
+            let e = opts(mjpeg::BOUNDARY, Some(bad)).check().unwrap_err();
+            assert!(e.starts_with("max-fps must be between"), "{bad}: {e}");
+        }
     }
 }

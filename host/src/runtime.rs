@@ -282,7 +282,7 @@ impl Runtime {
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| anyhow!("{source}: imports something framewire does not provide: {e:#}"))?;
+            .map_err(|e| anyhow!("{source}: imports something framewire does not provide: {e:#}\nframewire provides: {PROVIDED}"))?;
         let pre = ProxyPre::new(pre)
             .map_err(|e| anyhow!("{source}: does not export wasi:http/incoming-handler@0.2: {e:#}"))?;
         Ok(Loaded {
@@ -423,6 +423,12 @@ impl Runtime {
         .context("handler error")
     }
 }
+
+/// What framewire gives a handler, named when an import is missing.
+pub const PROVIDED: &str = "wasi:io, wasi:clocks, wasi:random, wasi:cli (stdout and stderr only), \
+wasi:filesystem (the media folder, read-only, on the files route), wasi:http/types and \
+wasi:http/outgoing-handler (outgoing requests are refused), framewire:camera/frames and \
+framewire:camera/host @0.2.x";
 
 /// Hex SHA-256 of a component's bytes: its identity in state and caches.
 pub fn sha256_hex(bytes: &[u8]) -> String {
