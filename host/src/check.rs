@@ -30,9 +30,9 @@ impl std::fmt::Display for Report {
 pub async fn check(path: &Path, media: Option<&Path>) -> Result<Report> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?;
     let host = HostInfo::new(Arc::new(Feeds::new(Vec::new())));
-    let runtime = Runtime::with_options(host, // Room for components of many core instances (a componentize-py one has
+    // Room for components of many core instances (a componentize-py one has
     // about ten): the pool's totals are shared by every instance.
-    Options { max_instances: 16, ..Options::default() })?;
+    let runtime = Runtime::with_options(host, Options { max_instances: 16, ..Options::default() })?;
     let source = path.display().to_string();
     let loaded = runtime.load(&source, &bytes)?;
     let media = media.map(crate::mediafs::MediaDir::open).transpose()?;
