@@ -58,6 +58,10 @@ pub fn hash_password(password: &str) -> Result<String> {
 }
 
 /// Who a request comes from, or why not.
+/// On a request that showed an account's credential: the account's name.
+#[derive(Clone, Debug)]
+pub struct SignedIn(pub String);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
     User(String),

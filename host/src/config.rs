@@ -186,6 +186,15 @@ pub struct ServeArgs {
     /// [default: 4096].
     #[arg(long, value_name = "N")]
     pub max_streams: Option<u32>,
+    /// Write one line per response, when it ends, to FILE (appended) or `-`
+    /// (standard output): combined log format, then seconds taken and
+    /// frames sent [default: none].
+    #[arg(long, value_name = "FILE|-")]
+    pub access_log: Option<String>,
+    /// On SIGTERM or SIGINT, how long responses in flight may take to
+    /// finish before framewire exits anyway [default: 10].
+    #[arg(long, value_name = "S")]
+    pub shutdown_timeout_s: Option<u64>,
 }
 
 /// The config file's shape.
@@ -218,6 +227,9 @@ struct FileConfig {
     max_streams_per_client: Option<u32>,
     max_streams: Option<u32>,
     limit_loopback: Option<bool>,
+    /// A file (relative to this one) or `"-"`.
+    access_log: Option<String>,
+    shutdown_timeout_s: Option<u64>,
     #[serde(default)]
     routes: BTreeMap<String, FileRoute>,
 }
@@ -298,7 +310,14 @@ pub struct Config {
     pub http: crate::server::HttpLimits,
     /// Threads serving HTTP (see [`crate::Server`]).
     pub http_threads: usize,
+    /// Where the access log goes (`-`: standard output), if anywhere.
+    pub access_log: Option<String>,
+    /// How long responses in flight may take to finish at shutdown.
+    pub shutdown_timeout: std::time::Duration,
 }
+
+/// Default for `--shutdown-timeout-s`.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 10;
 
 /// The routes every framewire serves unless told otherwise.
 pub fn default_routes() -> Vec<RouteConfig> {
@@ -524,6 +543,14 @@ impl Config {
                 Some(n) => n,
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             },
+            access_log: match (&args.access_log, file.access_log) {
+                (Some(a), _) => Some(a.clone()),
+                (None, Some(f)) if f != "-" => Some(base.join(f).display().to_string()),
+                (None, f) => f,
+            },
+            shutdown_timeout: std::time::Duration::from_secs(
+                args.shutdown_timeout_s.or(file.shutdown_timeout_s).unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_S),
+            ),
         })
     }
 }

@@ -54,6 +54,8 @@ pub struct Stats {
     /// Broken frames from the source, dropped unpublished.
     pub dropped: AtomicU64,
     pub clients: AtomicU32,
+    /// JPEG bytes handed to responses: relayed parts and frame bodies.
+    pub bytes_sent: AtomicU64,
     measured_fps_bits: AtomicU32,
     size: AtomicU64,
     health: Mutex<(Status, Option<String>)>,
@@ -69,6 +71,7 @@ impl Default for Stats {
             passed_through: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             clients: AtomicU32::new(0),
+            bytes_sent: AtomicU64::new(0),
             measured_fps_bits: AtomicU32::new(0),
             size: AtomicU64::new(0),
             health: Mutex::new((Status::Starting, None)),
@@ -239,6 +242,10 @@ impl Subscriber {
     /// The current frame if its sequence is above `after`, without waiting.
     pub fn current_after(&mut self, after: u64) -> Option<Arc<Frame>> {
         self.rx.borrow_and_update().as_ref().filter(|f| f.sequence > after).cloned()
+    }
+
+    pub fn feed(&self) -> &Arc<Feed> {
+        &self.feed
     }
 
     /// The camera is gone for good: no frame will come.

@@ -26,7 +26,7 @@ pub struct Gate<'a> {
 
 impl Gate<'_> {
     /// The request if it may go on to its component, else the answer to it.
-    pub async fn admit(&self, req: Request, peer: SocketAddr) -> Result<Request, Response> {
+    pub async fn admit(&self, mut req: Request, peer: SocketAddr) -> Result<Request, Response> {
         let Some(accounts) = self.accounts else {
             // With accounts the credential protects us; without, only names we
             // answer to get through.
@@ -44,7 +44,11 @@ impl Gate<'_> {
         }
         let query = req.uri().query().unwrap_or("");
         match accounts.check(req.headers(), req.uri().path(), query, peer.ip()) {
-            Access::User(_) | Access::Shared => Ok(req),
+            Access::User(name) => {
+                req.extensions_mut().insert(crate::auth::SignedIn(name));
+                Ok(req)
+            }
+            Access::Shared => Ok(req),
             Access::Throttled => Err(too_many_failures()),
             Access::Denied => Err(unauthorized(&req)),
         }

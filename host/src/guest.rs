@@ -1,7 +1,7 @@
 //! The host side of our WIT (`wit/camera.wit`): what components see of the
 //! cameras and of the host.
 
-use crate::frames::{Frame, Status, Subscriber};
+use crate::frames::{Feed, Frame, Status, Subscriber};
 use crate::runtime::Ctx;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -36,7 +36,11 @@ use self::framewire::camera::{frames, host};
 const LATEST_WAIT: Duration = Duration::from_secs(2);
 
 /// A component's handle on one shared frame.
-pub struct FrameHandle(pub Arc<Frame>);
+pub struct FrameHandle {
+    frame: Arc<Frame>,
+    /// Its camera, whose `bytes_sent` its bodies count in.
+    feed: Arc<Feed>,
+}
 
 /// The frame's JPEG as an input-stream: each read hands out a slice of the
 /// shared buffer (a refcount, not a copy), which splice passes on as is.
@@ -115,7 +119,7 @@ impl frames::Host for Ctx {
         };
         // As a new viewer would: the current frame if fresh, else the next.
         match feed.subscribe().next(0, LATEST_WAIT).await {
-            Some(f) => Ok(Ok(self.table.push(FrameHandle(f))?)),
+            Some(frame) => Ok(Ok(self.table.push(FrameHandle { frame, feed: feed.clone() })?)),
             None => Ok(Err(frames::Error::NoFrame)),
         }
     }
@@ -149,11 +153,13 @@ impl frames::Host for Ctx {
 
 impl frames::HostFrame for Ctx {
     fn info(&mut self, frame: Resource<FrameHandle>) -> wasmtime::Result<frames::FrameInfo> {
-        Ok(info(&self.table.get(&frame)?.0))
+        Ok(info(&self.table.get(&frame)?.frame))
     }
 
     fn body(&mut self, frame: Resource<FrameHandle>) -> wasmtime::Result<Resource<DynInputStream>> {
-        let bytes = self.table.get(&frame)?.0.jpeg.clone();
+        let handle = self.table.get(&frame)?;
+        let bytes = handle.frame.jpeg.clone();
+        handle.feed.stats.bytes_sent.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let stream: DynInputStream = Box::new(FrameBody(bytes));
         Ok(self.table.push(stream)?)
     }
@@ -171,9 +177,11 @@ impl frames::HostSubscription for Ctx {
         after: u64,
         timeout_ms: u32,
     ) -> wasmtime::Result<Option<Resource<FrameHandle>>> {
-        let frame = self.table.get_mut(&sub)?.next(after, Duration::from_millis(timeout_ms.into())).await;
+        let sub = self.table.get_mut(&sub)?;
+        let frame = sub.next(after, Duration::from_millis(timeout_ms.into())).await;
+        let feed = sub.feed().clone();
         Ok(match frame {
-            Some(f) => Some(self.table.push(FrameHandle(f))?),
+            Some(frame) => Some(self.table.push(FrameHandle { frame, feed })?),
             None => None,
         })
     }

@@ -4,6 +4,7 @@
 //! capture (`camera`) → encode once (`encode`) → publish (`frames`) →
 //! components read frames through our WIT (`guest`) → HTTP (`server`).
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod camera;
@@ -12,7 +13,9 @@ pub mod components;
 pub mod config;
 pub mod cors;
 pub mod encode;
+pub mod exchange;
 pub mod mediafs;
+pub mod metrics;
 pub mod pacing;
 pub mod frames;
 pub mod guard;

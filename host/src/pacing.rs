@@ -166,6 +166,8 @@ pub struct Pace {
     link: Arc<Link>,
     written: AtomicU64,
     pulled: AtomicU64,
+    /// Parts of a relayed stream sent, for the access log.
+    frames: AtomicU64,
     /// `link.flushes` when hyper last pulled bytes of this response.
     pulled_at_flush: AtomicU64,
     /// Hyper has dropped the body: the client is gone or the body ended.
@@ -181,10 +183,25 @@ impl Pace {
             link: link.clone(),
             written: AtomicU64::new(0),
             pulled: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
             pulled_at_flush: AtomicU64::new(link.flushes.load(SeqCst)),
             closed: AtomicBool::new(false),
             closing: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Body bytes hyper has taken (to send) so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.pulled.load(SeqCst)
+    }
+
+    pub fn count_frame(&self) {
+        self.frames.fetch_add(1, SeqCst);
+    }
+
+    /// Frames a relayed stream has sent; 0 for other responses.
+    pub fn frames(&self) -> u64 {
+        self.frames.load(SeqCst)
     }
 
     /// Everything written has been pulled by hyper and written to the socket.
@@ -226,11 +243,19 @@ pub struct PacedBody {
     pace: Arc<Pace>,
     /// Kept as long as the body: a live stream's slot.
     _lease: Option<crate::streams::Slot>,
+    /// Counted and logged when the body is dropped.
+    _exchange: Option<crate::exchange::Exchange>,
 }
 
 impl PacedBody {
     pub fn new(inner: HyperOutgoingBody, pace: Arc<Pace>) -> Self {
-        PacedBody { inner, pace, _lease: None }
+        PacedBody { inner, pace, _lease: None, _exchange: None }
+    }
+
+    /// The body, ending `exchange` when it is dropped.
+    pub fn observed(mut self, exchange: crate::exchange::Exchange) -> Self {
+        self._exchange = Some(exchange);
+        self
     }
 
     /// The body, holding `lease` until it is dropped.

@@ -12,6 +12,8 @@ use std::sync::Mutex;
 
 pub struct Route {
     pub name: String,
+    /// `name`, shared with every response it serves (metrics, access log).
+    pub label: std::sync::Arc<str>,
     pub paths: Vec<String>,
     pub source: ComponentSource,
     /// Folder preopened read-only as `/` for this route's instances.
@@ -61,6 +63,7 @@ impl Routes {
             tracing::info!(route = %rc.name, source = %loaded.source, sha256 = %loaded.sha256, "component loaded");
             list.push(Route {
                 name: rc.name.clone(),
+                label: rc.name.as_str().into(),
                 paths: rc.paths.clone(),
                 source: rc.component.clone(),
                 media: if rc.media { media.clone() } else { None },

@@ -24,17 +24,22 @@ pub struct HostInfo {
     pub feeds: Arc<Feeds>,
     pub started: Instant,
     components: RwLock<Vec<ComponentInfo>>,
+    /// Stores alive now (one per instance, made or being made).
+    instances: AtomicU64,
 }
 
 impl HostInfo {
     pub fn new(feeds: Arc<Feeds>) -> Arc<Self> {
-        Arc::new(HostInfo { feeds, started: Instant::now(), components: RwLock::default() })
+        Arc::new(HostInfo { feeds, started: Instant::now(), components: RwLock::default(), instances: AtomicU64::new(0) })
     }
     pub fn components(&self) -> Vec<ComponentInfo> {
         self.components.read().unwrap().clone()
     }
     pub fn set_components(&self, list: Vec<ComponentInfo>) {
         *self.components.write().unwrap() = list;
+    }
+    pub fn instances_in_use(&self) -> u64 {
+        self.instances.load(Ordering::Relaxed)
     }
 }
 
@@ -58,6 +63,12 @@ pub struct Ctx {
     /// Set while the epoch check runs: wasmtime reports it as a host call,
     /// and it must not count as one.
     in_epoch_check: bool,
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        self.host.instances.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Handlers answer requests; they may not make outgoing ones.
@@ -301,6 +312,7 @@ impl Runtime {
         // thread beats a round trip through the blocking pool. The media
         // folder is not preopened here: see `mediafs`.
         wasi.allow_blocking_current_thread(true);
+        self.host.instances.fetch_add(1, Ordering::Relaxed);
         let ctx = Ctx {
             table: ResourceTable::new(),
             wasi: wasi.build(),

@@ -9,6 +9,9 @@ use crate::routes::Routes;
 use crate::streams::{Full, StreamSlots};
 use crate::tls::Tls;
 use crate::runtime::{HostInfo, Overloaded, Runtime};
+use crate::access_log::AccessLog;
+use crate::exchange::{Exchange, Observers, Served};
+use crate::metrics::{Metrics, refusal};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -36,6 +39,8 @@ pub struct App {
     pub accounts: Option<crate::auth::Accounts>,
     /// The listener speaks TLS (session cookies are then Secure).
     pub tls: bool,
+    /// Metrics and the access log.
+    pub observers: Arc<Observers>,
 }
 
 /// What a request may bring, enforced before any component sees it.
@@ -82,7 +87,12 @@ impl App {
             [] => None,
             users => Some(crate::auth::Accounts::new(users.to_vec(), &crate::auth::key_dir(config))?),
         };
+        let observers = Arc::new(Observers {
+            metrics: Metrics::new(runtime.host.clone()),
+            access_log: config.access_log.as_deref().map(AccessLog::open).transpose()?,
+        });
         Ok(Arc::new(App {
+            observers,
             runtime,
             routes,
             cameras,
@@ -127,17 +137,29 @@ impl App {
             }
         }
         let path = req.uri().path().to_string();
+        if path == METRICS_PATH {
+            return self.metrics_response(req.method());
+        }
         let Some(route) = self.routes.find(&path) else {
             return json_response(404, &format!("no route for {path}"));
         };
+        let user = req.extensions_mut().remove::<crate::auth::SignedIn>().map(|u| u.0);
         let req = match limit_body(req, self.limits.max_body_bytes) {
             Ok(req) => req,
-            Err(too_large) => return too_large,
+            Err(too_large) => {
+                self.observers.metrics.refused(refusal::BODY_SIZE);
+                return too_large;
+            }
         };
+        let served = Served { route: Some(route.label.clone()), user };
         match self.runtime.handle(route.current.load_full(), req, route.media.as_ref(), Some(pace)).await {
-            Ok(resp) => resp,
+            Ok(mut resp) => {
+                resp.extensions_mut().insert(served);
+                resp
+            }
             Err(e) if e.downcast_ref::<Overloaded>().is_some() => {
                 tracing::warn!(route = %route.name, "{e}");
+                self.observers.metrics.refused(refusal::INSTANCES);
                 let mut resp = json_response(503, "server busy, retry shortly");
                 resp.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("1"));
                 resp
@@ -147,6 +169,27 @@ impl App {
                 json_response(500, "the handler failed; see the server log")
             }
         }
+    }
+}
+
+/// Where the host serves its metrics, before any route.
+pub const METRICS_PATH: &str = "/metrics";
+
+impl App {
+    fn metrics_response(&self, method: &hyper::Method) -> hyper::Response<HyperOutgoingBody> {
+        if method != hyper::Method::GET && method != hyper::Method::HEAD {
+            let mut resp = json_response(405, "GET or HEAD");
+            resp.headers_mut().insert("allow", hyper::header::HeaderValue::from_static("GET, HEAD"));
+            return resp;
+        }
+        let text = self.observers.metrics.encode();
+        hyper::Response::builder()
+            .header("content-type", crate::metrics::CONTENT_TYPE)
+            .header("content-length", text.len())
+            .header("cache-control", "no-store")
+            .body(if method == hyper::Method::HEAD { String::new() } else { text })
+            .map(|r| r.map(|b| http_body_util::Full::new(Bytes::from(b)).map_err(|e| match e {}).boxed_unsync()))
+            .expect("static response parts are valid")
     }
 }
 
@@ -177,13 +220,19 @@ fn limit_body(
 /// A client already holds its share of live streams (429), or the host
 /// serves all it may (503); the stream that would have been ends with its
 /// dropped response.
-fn too_many_streams(full: Full, pace: Arc<Pace>) -> hyper::Response<PacedBody> {
+fn too_many_streams(full: Full, metrics: &Metrics) -> hyper::Response<HyperOutgoingBody> {
     let mut resp = match full {
-        Full::Client(n) => json_response(429, &format!("this address already has {n} live streams open; close one")),
-        Full::Host(n) => json_response(503, &format!("the server has {n} live streams open, as many as it may")),
+        Full::Client(n) => {
+            metrics.refused(refusal::CLIENT_STREAMS);
+            json_response(429, &format!("this address already has {n} live streams open; close one"))
+        }
+        Full::Host(n) => {
+            metrics.refused(refusal::HOST_STREAMS);
+            json_response(503, &format!("the server has {n} live streams open, as many as it may"))
+        }
     };
     resp.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("5"));
-    resp.map(|body| PacedBody::new(body, pace))
+    resp
 }
 
 /// A server accepting connections in the background: one thread per core,
@@ -340,16 +389,18 @@ fn service(
         let app = app.clone();
         let pace = Pace::new(&link);
         async move {
-            let resp = app.handle(req, local, peer, pace.clone()).await;
-            let slot = if crate::streams::is_live(&resp) {
+            let mut exchange = Exchange::begin(&app.observers, &req, peer, pace.clone());
+            let mut resp = app.handle(req, local, peer, pace.clone()).await;
+            let mut slot = None;
+            if crate::streams::is_live(&resp) {
                 match app.streams.take(peer.ip()) {
-                    Ok(slot) => Some(slot),
-                    Err(full) => return Ok(too_many_streams(full, pace)),
+                    Ok(s) => slot = Some(s),
+                    // The stream that would have been ends with its dropped response.
+                    Err(full) => resp = too_many_streams(full, &app.observers.metrics),
                 }
-            } else {
-                None
-            };
-            Ok(resp.map(|body| PacedBody::new(body, pace).holding(slot)))
+            }
+            exchange.head(&resp);
+            Ok(resp.map(|body| PacedBody::new(body, pace).holding(slot).observed(exchange)))
         }
     })
 }

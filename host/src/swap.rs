@@ -24,6 +24,7 @@ impl App {
             anyhow!("no route named {route:?} (routes: {})", names.join(", "))
         })?;
         let result = self.try_swap(r, bytes, source).await;
+        self.observers.metrics.swap(route, result.is_ok());
         *r.last_error.lock().unwrap() = result.as_ref().err().map(|e| format!("{e:#}"));
         self.runtime.host.set_components(self.routes.infos());
         match &result {

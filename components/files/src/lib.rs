@@ -178,7 +178,7 @@ fn serve_file(request: &Headers, file: &Descriptor, stat: &DescriptorStat, name:
         Ok(()) => body.finish(),
         // Leaving the body unfinished makes the host abort the response:
         // the client sees a truncated transfer, never a complete wrong one.
-        Err(e) => eprintln!("{name}: {e}"),
+        Err(e) => e.report(name),
     }
 }
 

@@ -21,6 +21,17 @@ impl std::fmt::Display for Error {
     }
 }
 
+impl Error {
+    /// Report a body that ended early, on stderr (the host's log), unless
+    /// the client just left: a viewer closing a stream or a player seeking
+    /// is how responses normally end, not worth a line.
+    pub fn report(&self, what: &str) {
+        if let Error::Failed(_) = self {
+            eprintln!("{what}: {self}");
+        }
+    }
+}
+
 impl From<StreamError> for Error {
     fn from(e: StreamError) -> Self {
         match e {

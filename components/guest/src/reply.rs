@@ -82,7 +82,7 @@ impl Reply {
             return body.end_head();
         }
         if let Err(e) = body.write_all(&data) {
-            eprintln!("client gone: {e}");
+            e.report("response");
             return;
         }
         body.finish();

@@ -92,7 +92,7 @@ fn snapshot(frame: frames::Frame, out: ResponseOutparam, head: bool) {
         return body.end_head();
     }
     if let Err(e) = body.splice_all(&frame.body(), info.size as u64) {
-        eprintln!("snapshot: client gone: {e}");
+        e.report("snapshot");
         return;
     }
     body.finish();
@@ -149,7 +149,7 @@ fn stream(sub: frames::Subscription, opts: query::StreamQuery, out: ResponseOutp
         }
     })();
     if let Err(e) = result {
-        eprintln!("stream ended: {e}");
+        e.report("stream ended");
     }
 }
 

@@ -1,0 +1,210 @@
+//! What an operator relies on: `/metrics`, the access log.
+
+use framewire::config::ServeArgs;
+use framewire_tests::*;
+use http_body_util::BodyExt;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// `/metrics` parsed: series (name with labels, as written) to value.
+async fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
+    let r = get(addr, "/metrics").await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            (series.to_string(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Scrape until `cond` holds (responses are counted when they end, which
+/// for a stream is when the server notices its client has gone).
+async fn scrape_until(addr: SocketAddr, what: &str, cond: impl Fn(&HashMap<String, f64>) -> bool) -> HashMap<String, f64> {
+    let start = Instant::now();
+    loop {
+        let m = scrape(addr).await;
+        if cond(&m) {
+            return m;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never: {what}\n{m:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn value(m: &HashMap<String, f64>, series: &str) -> f64 {
+    m.get(series).copied().unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_responses_cameras_swaps_refusals_and_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(ServeArgs {
+        cameras: vec!["cam=test:160x120@20".into()],
+        cache_dir: Some(dir.path().join("cache").display().to_string()),
+        max_streams_per_client: Some(1),
+        limit_loopback: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let addr = server.addr;
+    let before = scrape(addr).await;
+    assert_eq!(value(&before, "framewire_camera_target_fps{camera=\"cam\"}"), 20.0);
+    assert!(value(&before, "process_resident_memory_bytes") > 1e6 && value(&before, "process_threads") >= 2.0, "{before:#?}");
+
+    let mut snapshot_bytes = 0;
+    for _ in 0..2 {
+        let r = get(addr, "/snapshot").await.unwrap();
+        assert_eq!(r.status, 200);
+        snapshot_bytes += r.body.len();
+    }
+    let range = fetch_with(addr, "GET", "/media/sample.webm", &[("range", "bytes=0-99")]).await.unwrap();
+    assert_eq!(range.status, 206);
+    assert_eq!(get(addr, "/no/such/page").await.unwrap().status, 404);
+
+    // A stream looping in its component holds an instance while it runs;
+    // a second stream from the same client is refused (one allowed).
+    let held = open(addr, "/stream?relay=0", &[]).await.unwrap();
+    let mut body = held.into_body();
+    let mut received = 0;
+    while received < 3000 {
+        received += body.frame().await.unwrap().unwrap().into_data().map_or(0, |d| d.len());
+    }
+    let (refused, _) = read_stream(addr, "/stream", Duration::from_millis(1)).await.unwrap();
+    assert_eq!(refused.status, 429);
+    let m = scrape(addr).await;
+    assert!(value(&m, "framewire_instances_in_use") >= 1.0, "{m:#?}");
+    assert!(value(&m, "framewire_camera_viewers{camera=\"cam\"}") >= 1.0);
+    drop(body);
+
+    // A swap refused (not a component) and one taken.
+    let admin = server.admin.as_ref().unwrap().endpoint.clone();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    assert!(framewire::admin::swap_command(&admin, "mjpeg", &junk).await.is_err());
+    let good = dir.path().join("mjpeg.wasm");
+    std::fs::write(&good, framewire::components::MJPEG).unwrap();
+    framewire::admin::swap_command(&admin, "mjpeg", &good).await.unwrap();
+
+    let m = scrape_until(addr, "the stream counted as ended and its instance gone", |m| {
+        value(m, "framewire_http_requests_total{route=\"mjpeg\",status=\"200\"}") >= 3.0
+            && value(m, "framewire_instances_in_use") == 0.0
+    })
+    .await;
+    assert_eq!(value(&m, "framewire_http_requests_total{route=\"files\",status=\"206\"}"), 1.0);
+    assert_eq!(value(&m, "framewire_http_requests_total{route=\"page\",status=\"404\"}"), 1.0);
+    assert_eq!(value(&m, "framewire_http_requests_total{route=\"host\",status=\"429\"}"), 1.0);
+    assert_eq!(value(&m, "framewire_http_response_body_bytes_total{route=\"files\"}"), 100.0);
+    assert!(value(&m, "framewire_http_response_body_bytes_total{route=\"mjpeg\"}") >= received as f64);
+    assert_eq!(value(&m, "framewire_http_response_head_seconds_count{route=\"mjpeg\"}"), 3.0);
+    assert_eq!(value(&m, "framewire_refused_requests_total{reason=\"client_streams\"}"), 1.0);
+    assert_eq!(value(&m, "framewire_component_swaps_total{route=\"mjpeg\",result=\"refused\"}"), 1.0);
+    assert_eq!(value(&m, "framewire_component_swaps_total{route=\"mjpeg\",result=\"ok\"}"), 1.0);
+    assert!(value(&m, "framewire_camera_frames_encoded_total{camera=\"cam\"}") >= 1.0);
+    // The two snapshots and the stream's first frame at least.
+    assert!(value(&m, "framewire_camera_bytes_sent_total{camera=\"cam\"}") > snapshot_bytes as f64);
+    assert!(value(&m, "process_cpu_seconds_total") > 0.0);
+}
+
+/// The access log's lines, once it has at least `n`.
+async fn log_lines(path: &Path, n: usize) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(String::from).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "only {} lines:\n{text}", lines.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `HOST - USER [DATE] "REQUEST" STATUS BYTES "REFERER" "AGENT" SECONDS FRAMES`
+struct Line {
+    user: String,
+    request: String,
+    status: u16,
+    bytes: String,
+    agent: String,
+    seconds: f64,
+    frames: String,
+}
+
+fn parse(line: &str) -> Line {
+    let (head, rest) = line.split_once(" [").unwrap();
+    let mut head = head.split(' ');
+    assert_eq!((head.next(), head.next()), (Some("127.0.0.1"), Some("-")), "{line}");
+    let user = head.next().unwrap().to_string();
+    let (date, rest) = rest.split_once("] \"").unwrap();
+    assert_eq!(date.len(), "01/Dec/2026:06:50:00 +0000".len(), "{line}");
+    let (request, rest) = rest.split_once("\" ").unwrap();
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let quoted: Vec<&str> = rest.split('"').collect();
+    let tail: Vec<&str> = quoted[4].trim().split(' ').collect();
+    Line {
+        user,
+        request: request.to_string(),
+        status: fields[0].parse().unwrap(),
+        bytes: fields[1].to_string(),
+        agent: quoted[3].to_string(),
+        seconds: tail[0].parse().unwrap(),
+        frames: tail[1].to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_has_a_line_per_response_when_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let server = start_with(ServeArgs {
+        cameras: vec!["cam=test:160x120@20".into()],
+        cache_dir: Some(dir.path().join("cache").display().to_string()),
+        users: vec!["ann:pw".into()],
+        access_log: Some(log.display().to_string()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let addr = server.addr;
+    let basic = ("authorization", "Basic YW5uOnB3"); // ann:pw
+
+    let snap = fetch_with(addr, "GET", "/snapshot", &[basic, ("user-agent", "tester \"quoted\"")]).await.unwrap();
+    assert_eq!(snap.status, 200);
+    assert_eq!(fetch(addr, "GET", "/snapshot").await.unwrap().status, 401);
+    let stream = open(addr, "/stream", &[basic]).await.unwrap();
+    let mut body = stream.into_body();
+    let mut parts = 0;
+    let mut bytes = 0;
+    while parts < 5 {
+        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        bytes += data.len();
+        parts += data.windows(14).filter(|w| w.eq_ignore_ascii_case(b"content-type: ")).count();
+    }
+    drop(body);
+
+    // Each is written when its response ends: find them by what they are.
+    let lines = log_lines(&log, 3).await;
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    let find = |status: u16, request: &str| {
+        lines.iter().map(|l| parse(l)).find(|l| l.status == status && l.request == request).unwrap_or_else(|| panic!("no {status} {request}: {lines:#?}"))
+    };
+    let snapshot = find(200, "GET /snapshot HTTP/1.1");
+    assert_eq!(snapshot.user, "ann");
+    assert_eq!(snapshot.bytes, snap.body.len().to_string());
+    assert_eq!(snapshot.agent, "tester \\x22quoted\\x22");
+    assert_eq!(snapshot.frames, "-");
+    assert_eq!(find(401, "GET /snapshot HTTP/1.1").user, "-");
+    let streamed = find(200, "GET /stream HTTP/1.1");
+    assert_eq!(streamed.user, "ann");
+    assert!(streamed.bytes.parse::<usize>().unwrap() >= bytes, "{} < {bytes}", streamed.bytes);
+    assert!(streamed.frames.parse::<u64>().unwrap() >= 4, "{}", streamed.frames);
+    assert!(streamed.seconds > 0.0 && streamed.seconds < 30.0);
+}
