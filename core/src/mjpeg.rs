@@ -55,6 +55,13 @@ pub fn part_trailer_for(boundary: &str) -> String {
     format!("\r\n--{boundary}\r\n")
 }
 
+/// What ends a stream cleanly after a [`part_trailer_for`], which has
+/// already opened the next part: that part, empty, then the close
+/// delimiter. A reader sees a complete multipart body rather than a cut one.
+pub fn closing_for(boundary: &str) -> String {
+    format!("Content-Length: 0\r\n\r\n\r\n--{boundary}--\r\n")
+}
+
 /// Unix time in seconds with microseconds, as ustreamer writes X-Timestamp.
 pub fn format_timestamp(us: u64) -> String {
     format!("{}.{:06}", us / 1_000_000, us % 1_000_000)
@@ -369,6 +376,19 @@ mod tests {
         d.extend(b"Content-Length: 2\r\n\r\nabc\r\n");
         d.extend(preamble().bytes());
         assert!(p.feed(&d).is_err(), "length shorter than the body");
+    }
+
+    #[test]
+    fn closing_after_a_trailer_is_an_empty_part_and_the_end() {
+        let mut d = preamble().into_bytes();
+        d.extend(part_header(1, 0, 1).bytes());
+        d.extend(b"x");
+        d.extend(part_trailer().bytes());
+        d.extend(closing_for(BOUNDARY).bytes());
+        let mut p = Parser::new(BOUNDARY);
+        let parts = p.feed(&d).unwrap();
+        assert_eq!(parts.iter().map(|p| p.len).collect::<Vec<_>>(), [1, 0]);
+        assert!(p.is_done());
     }
 
     #[test]

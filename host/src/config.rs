@@ -594,6 +594,19 @@ mod tests {
 
         let args = ServeArgs { cameras: vec!["z=test".into()], config: Some(f.path().to_path_buf()), ..Default::default() };
         assert_eq!(Config::from_args(&args).unwrap().cameras[0].name, "z");
+        assert_eq!((c.access_log, c.shutdown_timeout.as_secs()), (None, DEFAULT_SHUTDOWN_TIMEOUT_S));
+    }
+
+    #[test]
+    fn access_log_and_shutdown_timeout() {
+        let f = write("access_log = \"logs/access.log\"\nshutdown_timeout_s = 3\n");
+        let args = ServeArgs { config: Some(f.path().to_path_buf()), ..Default::default() };
+        let c = Config::from_args(&args).unwrap();
+        let next_to_config = f.path().parent().unwrap().join("logs/access.log").display().to_string();
+        assert_eq!((c.access_log, c.shutdown_timeout.as_secs()), (Some(next_to_config), 3));
+        let args = ServeArgs { access_log: Some("-".into()), shutdown_timeout_s: Some(0), config: Some(f.path().to_path_buf()), ..Default::default() };
+        let c = Config::from_args(&args).unwrap();
+        assert_eq!((c.access_log.as_deref(), c.shutdown_timeout.as_secs()), (Some("-"), 0));
     }
 
     #[test]

@@ -80,11 +80,29 @@ async fn main() -> Result<()> {
             // that must not bring the server down.
             let mut stdout = std::io::stdout();
             let _ = stdout.write_all(urls.as_bytes()).and_then(|()| stdout.flush());
+            let grace = config.shutdown_timeout;
             tokio::select! {
                 _ = server.wait() => {}
-                _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+                signal = stop_signal() => {
+                    tracing::info!("{signal}: shutting down; responses in flight have {}s to finish", grace.as_secs());
+                    server.shutdown(grace).await;
+                    tracing::info!("stopped");
+                }
             }
         }
     }
     Ok(())
+}
+
+/// SIGTERM (systemd, docker, kill) or SIGINT (Ctrl-C).
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
 }

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use framewire_core::{mjpeg, query};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use wasmtime_wasi_http::p2::body::HostOutgoingBody;
 use wasmtime_wasi_io::poll::Pollable as _;
@@ -40,8 +41,16 @@ impl Options {
 
 /// Start relaying `sub` into `body` on a task of its own. Fails, dropping
 /// both (which ends the response), on bad options or a body already
-/// written to.
-pub fn start(sub: Subscriber, mut body: HostOutgoingBody, pace: Option<Arc<Pace>>, options: Options) -> Result<(), String> {
+/// written to. When the camera goes or `shutdown` turns true, the stream
+/// is closed properly: an empty last part, the close delimiter, the end of
+/// the body.
+pub fn start(
+    sub: Subscriber,
+    mut body: HostOutgoingBody,
+    pace: Option<Arc<Pace>>,
+    options: Options,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
     options.check()?;
     let Some(out) = body.take_output_stream() else {
         return Err("the body's stream is already taken: relay a body before writing to it".into());
@@ -52,15 +61,27 @@ pub fn start(sub: Subscriber, mut body: HostOutgoingBody, pace: Option<Arc<Pace>
         sub,
         trailer: Bytes::from(mjpeg::part_trailer_for(&options.boundary)),
         interval: options.max_fps.map(|fps| Duration::from_secs_f64(1.0 / fps as f64)),
+        shutdown,
     };
     let preamble = Bytes::from(mjpeg::preamble_for(&options.boundary));
+    let closing = Bytes::from(mjpeg::closing_for(&options.boundary));
     tokio::spawn(async move {
-        // The body stays open (unfinished) as long as the relay runs.
-        let _body = body;
-        match relay.run(preamble).await {
+        // The body stays open (unfinished) as long as the relay runs; a
+        // body dropped unfinished is a response cut short.
+        let mut relay = relay;
+        let ended = match relay.run(preamble).await {
+            Ok(()) => relay.close(closing).await,
+            Err(e) => Err(e),
+        };
+        match ended {
+            Ok(()) => {
+                drop(relay);
+                if let Err(e) = body.finish(None) {
+                    tracing::debug!("relayed stream: cannot end the body: {e:?}");
+                }
+            }
             Err(StreamError::Closed) => tracing::debug!("relayed stream ended: client gone"),
             Err(e) => tracing::warn!("relayed stream failed: {e}"),
-            Ok(()) => tracing::debug!("relayed stream ended: camera gone"),
         }
     });
     Ok(())
@@ -73,16 +94,22 @@ struct Relay {
     sub: Subscriber,
     trailer: Bytes,
     interval: Option<Duration>,
+    /// True once the server is shutting down.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Relay {
-    async fn run(mut self, preamble: Bytes) -> Result<(), StreamError> {
+    /// Send frames until the client goes (an error), or until the camera
+    /// goes or the server shuts down (Ok: the stream is to be closed).
+    async fn run(&mut self, preamble: Bytes) -> Result<(), StreamError> {
         self.write(preamble).await?;
         let mut next_due = Instant::now();
         let mut last = 0;
         loop {
             if let Some(interval) = self.interval {
-                self.until_closed(tokio::time::sleep_until(next_due)).await?;
+                if !self.until_closed(tokio::time::sleep_until(next_due)).await? {
+                    return Ok(());
+                }
                 next_due = next_due.max(Instant::now() - interval) + interval;
             }
             let Some(mut frame) = self.next_frame(last).await? else {
@@ -100,16 +127,26 @@ impl Relay {
         }
     }
 
-    /// The next frame after `last`, or None if the camera is gone; fails
-    /// if the client goes first.
+    /// The last part sent, end the stream properly.
+    async fn close(&mut self, closing: Bytes) -> Result<(), StreamError> {
+        self.write(closing).await?;
+        self.out.flush()
+    }
+
+    /// The next frame after `last`, or None if the camera is gone or the
+    /// server is shutting down; fails if the client goes first.
     async fn next_frame(&mut self, last: u64) -> Result<Option<Arc<Frame>>, StreamError> {
         loop {
             let waited = match &self.pace {
                 Some(pace) => tokio::select! {
                     frame = self.sub.next(last, FRAME_WAIT) => frame,
                     () = pace.gone() => return Err(StreamError::Closed),
+                    _ = self.shutdown.wait_for(|&s| s) => return Ok(None),
                 },
-                None => self.sub.next(last, CHECK_OPEN).await,
+                None => tokio::select! {
+                    frame = self.sub.next(last, CHECK_OPEN) => frame,
+                    _ = self.shutdown.wait_for(|&s| s) => return Ok(None),
+                },
             };
             match waited {
                 Some(frame) => return Ok(Some(frame)),
@@ -121,17 +158,20 @@ impl Relay {
         }
     }
 
-    /// Run `f` unless the client goes first.
-    async fn until_closed<F: Future<Output = ()>>(&mut self, f: F) -> Result<(), StreamError> {
+    /// Run `f` unless the client goes first (an error) or the server
+    /// starts shutting down (false).
+    async fn until_closed<F: Future<Output = ()>>(&mut self, f: F) -> Result<bool, StreamError> {
+        let shutdown = self.shutdown.wait_for(|&s| s);
         match &self.pace {
             Some(pace) => tokio::select! {
-                () = f => Ok(()),
+                () = f => Ok(true),
                 () = pace.gone() => Err(StreamError::Closed),
+                _ = shutdown => Ok(false),
             },
-            None => {
-                f.await;
-                self.out.check_write().map(drop)
-            }
+            None => tokio::select! {
+                () = f => self.out.check_write().map(|_| true),
+                _ = shutdown => Ok(false),
+            },
         }
     }
 

@@ -26,11 +26,19 @@ pub struct HostInfo {
     components: RwLock<Vec<ComponentInfo>>,
     /// Stores alive now (one per instance, made or being made).
     instances: AtomicU64,
+    /// Set once the server is shutting down: streams the host relays end.
+    shutting_down: tokio::sync::watch::Sender<bool>,
 }
 
 impl HostInfo {
     pub fn new(feeds: Arc<Feeds>) -> Arc<Self> {
-        Arc::new(HostInfo { feeds, started: Instant::now(), components: RwLock::default(), instances: AtomicU64::new(0) })
+        Arc::new(HostInfo {
+            feeds,
+            started: Instant::now(),
+            components: RwLock::default(),
+            instances: AtomicU64::new(0),
+            shutting_down: tokio::sync::watch::Sender::new(false),
+        })
     }
     pub fn components(&self) -> Vec<ComponentInfo> {
         self.components.read().unwrap().clone()
@@ -40,6 +48,14 @@ impl HostInfo {
     }
     pub fn instances_in_use(&self) -> u64 {
         self.instances.load(Ordering::Relaxed)
+    }
+    /// Tell everything the host streams by itself to end cleanly.
+    pub fn shut_down(&self) {
+        self.shutting_down.send_replace(true);
+    }
+    /// Becomes true when the server starts shutting down.
+    pub fn shutting_down(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutting_down.subscribe()
     }
 }
 

@@ -18,6 +18,7 @@ use http_body_util::BodyExt;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioTimer;
+use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -247,8 +248,9 @@ pub struct Server {
     /// The listener's TLS, if it speaks TLS (then only TLS).
     pub tls: Option<TlsInfo>,
     pub app: Arc<App>,
-    /// Dropped to stop the threads.
-    _stop: tokio::sync::watch::Sender<()>,
+    /// Stops the threads: dropped, at once; given a deadline, once the
+    /// connections are done or it passes.
+    stop: tokio::sync::watch::Sender<Option<std::time::Instant>>,
     /// Closes when every thread has ended.
     ended: tokio::sync::mpsc::Receiver<()>,
     _watcher: Option<notify::RecommendedWatcher>,
@@ -278,7 +280,7 @@ impl Server {
         let dir = crate::admin::admin_dir(config.runtime.cache_dir.as_deref());
         let admin = crate::admin::start(app.clone(), &config.admin, config.admin_token.clone(), &dir, addr).await?;
         let watcher = crate::swap::watch(&app)?;
-        let (stop, stopped) = tokio::sync::watch::channel(());
+        let (stop, stopped) = tokio::sync::watch::channel(None);
         let (ended_tx, ended) = tokio::sync::mpsc::channel(1);
         for i in 0..config.http_threads {
             let listener = listener.try_clone().context("cannot share the listening socket")?;
@@ -293,12 +295,22 @@ impl Server {
                 .spawn(move || {
                     let _ended = ended_tx;
                     runtime.block_on(async move {
+                        let connections = GracefulShutdown::new();
                         match TcpListener::from_std(listener) {
                             Ok(listener) => tokio::select! {
-                                () = accept_loop(listener, app, tls) => {}
+                                () = accept_loop(listener, app, tls, &connections) => {}
                                 _ = stopped.changed() => {}
                             },
                             Err(e) => tracing::error!("cannot accept on thread {i}: {e}"),
+                        }
+                        // Shutting down: idle connections close, responses in
+                        // flight finish, until the deadline.
+                        let deadline: Option<std::time::Instant> = *stopped.borrow();
+                        if let Some(deadline) = deadline {
+                            let open = connections.count();
+                            if tokio::time::timeout_at(deadline.into(), connections.shutdown()).await.is_err() {
+                                tracing::info!("thread {i}: connections still open at the deadline are cut (of {open} at shutdown)");
+                            }
                         }
                     });
                     // Open connections and their instances end with the runtime.
@@ -307,19 +319,29 @@ impl Server {
                 .context("cannot start an HTTP thread")?;
         }
         let tls = tls.map(|t| TlsInfo { fingerprint: t.fingerprint, cert_file: t.cert_file });
-        Ok(Server { addr, admin, tls, app, _stop: stop, ended, _watcher: watcher })
+        Ok(Server { addr, admin, tls, app, stop, ended, _watcher: watcher })
     }
 
     /// Serve until every thread has ended.
     pub async fn wait(&mut self) {
         while self.ended.recv().await.is_some() {}
     }
+
+    /// Stop gracefully: accept no more connections, close idle ones, end
+    /// the streams the host relays with a final boundary, and let other
+    /// responses in flight finish for up to `grace`; then cut what is left.
+    /// Returns once every HTTP thread has ended.
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.app.runtime.host.shut_down();
+        self.stop.send_replace(Some(std::time::Instant::now() + grace));
+        self.wait().await;
+    }
 }
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn accept_loop(listener: TcpListener, app: Arc<App>, tls: Option<tokio_rustls::TlsAcceptor>) {
+async fn accept_loop(listener: TcpListener, app: Arc<App>, tls: Option<tokio_rustls::TlsAcceptor>, connections: &GracefulShutdown) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -333,12 +355,16 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, tls: Option<tokio_rus
         let _ = stream.set_nodelay(true);
         let Ok(local) = stream.local_addr() else { continue };
         let (app, tls) = (app.clone(), tls.clone());
+        let watcher = connections.watcher();
         tokio::spawn(async move {
             let limits = app.limits;
             let link = Link::new();
             let service = service(app, local, peer, link.clone());
             let ended = match tls {
-                None => http1_builder(&limits).serve_connection(LinkIo::new(stream, link, limits.stall_timeout), service).await.map_err(Into::into),
+                None => {
+                    let conn = http1_builder(&limits).serve_connection(LinkIo::new(stream, link, limits.stall_timeout), service);
+                    watcher.watch(conn).await.map_err(Into::into)
+                }
                 Some(acceptor) => {
                     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(s)) => s,
@@ -357,7 +383,7 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, tls: Option<tokio_rus
                         .http2()
                         .timer(TokioTimer::new())
                         .max_header_list_size(limits.max_header_bytes as u32);
-                    builder.serve_connection(LinkIo::new(stream, link, limits.stall_timeout), service).await
+                    watcher.watch(builder.serve_connection(LinkIo::new(stream, link, limits.stall_timeout), service)).await
                 }
             };
             if let Err(e) = ended {

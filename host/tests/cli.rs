@@ -223,3 +223,18 @@ fn check_passes_a_handler_and_explains_what_a_swap_would_refuse() {
     // A component with no HTTP handler.
     fails_with(&["check", &file("empty.wasm", &Component::new().finish())], "does not export wasi:http/incoming-handler");
 }
+
+#[test]
+fn sigterm_and_sigint_stop_the_server_with_status_zero() {
+    for signal in [rustix::process::Signal::TERM, rustix::process::Signal::INT] {
+        let (mut child, mut out) = serve(&["--listen", "127.0.0.1:0", "--admin", "off", "--camera", "t=test:64x48@5"]);
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("framewire listening on http://").unwrap().to_string();
+        assert!(http10_get(&addr, "/api/state").starts_with("HTTP/1.0 200"));
+        rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{signal:?}: {status}");
+        assert!(std::net::TcpStream::connect(&addr).is_err(), "still listening after {signal:?}");
+    }
+}
