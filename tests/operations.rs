@@ -208,3 +208,78 @@ async fn access_log_has_a_line_per_response_when_it_ends() {
     assert!(streamed.frames.parse::<u64>().unwrap() >= 4, "{}", streamed.frames);
     assert!(streamed.seconds > 0.0 && streamed.seconds < 30.0);
 }
+
+/// Read a relayed MJPEG body to its end: the parts' count, and whether it
+/// ended with the close delimiter (a clean end) rather than being cut.
+async fn read_to_end(mut body: hyper::body::Incoming) -> (usize, bool) {
+    let mut parser = framewire_core::mjpeg::Parser::new(framewire_core::mjpeg::BOUNDARY);
+    let mut parts = 0;
+    loop {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    parts += parser.feed(&data).expect("valid framing").len();
+                }
+            }
+            Some(Err(_)) => return (parts, false),
+            None => return (parts, parser.is_done()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_streams_cleanly_and_lets_downloads_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let media = dir.path().join("media");
+    std::fs::create_dir(&media).unwrap();
+    let size = 16 << 20;
+    std::fs::write(media.join("big.bin"), vec![7u8; size]).unwrap();
+    let server = start_with(ServeArgs {
+        cameras: vec!["cam=test:160x120@20".into()],
+        cache_dir: Some(dir.path().join("cache").display().to_string()),
+        media: Some(media),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let addr = server.addr;
+
+    // A relayed stream, a stream looping in its component, and a download
+    // read slowly enough to be in flight when the server is told to stop.
+    let relayed = open(addr, "/stream", &[]).await.unwrap().into_body();
+    let looped = open(addr, "/stream?relay=0", &[]).await.unwrap().into_body();
+    let mut download = open(addr, "/media/big.bin", &[]).await.unwrap().into_body();
+    let mut downloaded = 0;
+    while downloaded < 1 << 20 {
+        downloaded += download.frame().await.unwrap().unwrap().into_data().unwrap().len();
+    }
+    let relayed = tokio::spawn(read_to_end(relayed));
+    let looped = tokio::spawn(read_to_end(looped));
+
+    let grace = Duration::from_secs(5);
+    let started = Instant::now();
+    let stopping = tokio::spawn(server.shutdown(grace));
+
+    let (parts, clean) = relayed.await.unwrap();
+    assert!(clean, "the relayed stream was cut, not closed, after {parts} parts");
+    assert!(parts >= 2);
+    // No more connections are taken.
+    loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Err(_) => break,
+            Ok(_) => assert!(started.elapsed() < grace, "still accepting connections"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The download in flight finishes.
+    while let Some(frame) = download.frame().await {
+        downloaded += frame.expect("download cut short").into_data().map_or(0, |d| d.len());
+    }
+    assert_eq!(downloaded, size);
+    // The component's own loop cannot be closed by the host: it is cut
+    // when the grace period ends, and then the server is gone.
+    let (_, clean) = looped.await.unwrap();
+    assert!(!clean);
+    stopping.await.unwrap();
+    assert!(started.elapsed() >= grace - Duration::from_millis(100), "stopped before the grace period, {:?}", started.elapsed());
+}
