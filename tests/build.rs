@@ -12,7 +12,17 @@ fn main() {
     framewire_wasm_build::build(&root.join("tests/fixtures"), &["framewire_fixture_misbehave"], &[]);
     // examples: Rust
     framewire_wasm_build::build(&root.join("examples/thumbnail"), &["thumbnail"], &[&wit]);
-    // examples: virtual camera and composition (see examples/virtual-camera)
+    // examples: virtual camera and composition (see examples/virtual-camera):
+    // the built-in MJPEG component (cargo has it cached from host/build.rs)
+    // with the virtual camera plugged in, as OUT_DIR/mjpeg_plain.wasm.
+    framewire_wasm_build::build(&root.join("examples/virtual-camera"), &["virtual_camera"], &[&wit, &root.join("core")]);
+    framewire_wasm_build::build(&root.join("components"), &["framewire_mjpeg"], &[&wit, &root.join("core")]);
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
+    framewire_wasm_build::plug(
+        &out_dir.join("framewire_mjpeg.wasm"),
+        &[&out_dir.join("virtual_camera.wasm")],
+        &out_dir.join("mjpeg_plain.wasm"),
+    );
     // examples: Python
     componentize_py(&root, &wit, "examples/python-board", "app", "python_board.wasm");
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {

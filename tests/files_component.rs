@@ -3,53 +3,10 @@
 //! requests driven in memory. Proves the component needs nothing of ours.
 
 use bytes::Bytes;
+use framewire_tests::plain::{self, State};
 use http_body_util::{BodyExt, Empty};
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, Store};
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
-
-struct State {
-    table: ResourceTable,
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    hooks: Offline,
-}
-
-/// This embedding allows no outgoing requests.
-struct Offline;
-
-impl wasmtime_wasi_http::WasiHttpHooks for Offline {
-    fn send_request(
-        &mut self,
-        _: http::Request<wasmtime_wasi_http::WasiBody>,
-        _: Option<wasmtime_wasi_http::RequestOptions>,
-        _: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = wasmtime_wasi_http::Result<(
-                    http::Response<wasmtime_wasi_http::WasiBody>,
-                    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-                )>,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
-    }
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
-
-impl WasiHttpView for State {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
-    }
-}
 
 struct Plain {
     pre: ProxyPre<State>,
@@ -58,12 +15,7 @@ struct Plain {
 
 impl Plain {
     fn new() -> Self {
-        let engine = Engine::default();
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
-        let component = Component::new(&engine, framewire::components::FILES).unwrap();
-        let pre = ProxyPre::new(linker.instantiate_pre(&component).expect("needs only WASI and wasi:http")).unwrap();
+        let pre = plain::proxy_pre(framewire::components::FILES).unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("clip.webm"), (0..=255u8).cycle().take(4096).collect::<Vec<_>>()).unwrap();
         Plain { pre, dir }
@@ -72,24 +24,15 @@ impl Plain {
     async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (http::response::Parts, Bytes) {
         let mut wasi = WasiCtx::builder();
         wasi.preopened_dir(self.dir.path(), "/", FsPerms::ReadOnly).unwrap();
-        let state = State { table: ResourceTable::new(), wasi: wasi.build(), http: WasiHttpCtx::new(), hooks: Offline };
-        let mut store = Store::new(self.pre.engine(), state);
         let mut req = hyper::Request::get(format!("http://localhost{path}"));
         for (n, v) in headers {
             req = req.header(*n, *v);
         }
-        let req = store.data_mut().http().new_incoming_request(Scheme::Http, req.body(Empty::<Bytes>::new()).unwrap()).unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let out = store.data_mut().http().new_response_outparam(tx).unwrap();
-        let pre = self.pre.clone();
-        let task = tokio::spawn(async move {
-            let proxy = pre.instantiate_async(&mut store).await.unwrap();
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await.unwrap();
-        });
-        let resp = rx.await.unwrap().unwrap();
+        let req = req.body(Empty::<Bytes>::new()).unwrap();
+        let (resp, call) = plain::handle(&self.pre, wasi.build(), req).await.unwrap();
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
-        task.await.unwrap();
+        call.await.unwrap().unwrap();
         (parts, body)
     }
 }

@@ -1,7 +1,12 @@
 //! For build scripts: build helper cargo workspaces that live beside the
 //! main one (their own Cargo.lock and target dir) and copy the results into
 //! `OUT_DIR`: components for `wasm32-wasip2` ([`build`]) and native shared
-//! libraries such as the tests' fake camera ([`build_native_cdylib`]).
+//! libraries such as the tests' fake camera ([`build_native_cdylib`]); and
+//! compose components, as `wac plug` does ([`plug`]).
+
+mod compose;
+
+pub use compose::plug;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
