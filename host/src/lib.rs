@@ -28,6 +28,7 @@ pub mod secret;
 pub mod streams;
 pub mod server;
 pub mod swap;
+pub mod systemd;
 pub mod tls;
 
 pub use config::Config;

@@ -80,10 +80,13 @@ async fn main() -> Result<()> {
             // that must not bring the server down.
             let mut stdout = std::io::stdout();
             let _ = stdout.write_all(urls.as_bytes()).and_then(|()| stdout.flush());
+            framewire::systemd::ready(&format!("serving {base}"));
+            framewire::systemd::start_watchdog(server.app.cameras.feeds.clone());
             let grace = config.shutdown_timeout;
             tokio::select! {
                 _ = server.wait() => {}
                 signal = stop_signal() => {
+                    framewire::systemd::stopping();
                     tracing::info!("{signal}: shutting down; responses in flight have {}s to finish", grace.as_secs());
                     server.shutdown(grace).await;
                     tracing::info!("stopped");

@@ -12,7 +12,7 @@ use crate::runtime::{HostInfo, Overloaded, Runtime};
 use crate::access_log::AccessLog;
 use crate::exchange::{Exchange, Observers, Served};
 use crate::metrics::{Metrics, refusal};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::server::conn::http1;
@@ -269,14 +269,20 @@ impl Server {
         if self.tls.is_some() { "https" } else { "http" }
     }
 
-    /// Build the app and start serving on `config.listen` (port 0 picks one).
+    /// Build the app and start serving on `config.listen` (port 0 picks
+    /// one), or on the socket systemd passed.
     pub async fn start(config: &Config) -> Result<Server> {
         let tls = config.tls.as_ref().map(|t| Tls::load(t, config.runtime.cache_dir.as_deref())).transpose()?;
-        let app = App::new(config)?;
-        let listener = std::net::TcpListener::bind(config.listen)
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener = match crate::systemd::inherited_listener()? {
+            Some(l) => l,
+            None => std::net::TcpListener::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?,
+        };
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() && config.users.is_empty() && !config.no_auth {
+            bail!("{addr} (the socket systemd passed) is reachable from other machines, and no account is configured: add users or no_auth = true");
+        }
+        let app = App::new(config)?;
         let dir = crate::admin::admin_dir(config.runtime.cache_dir.as_deref());
         let admin = crate::admin::start(app.clone(), &config.admin, config.admin_token.clone(), &dir, addr).await?;
         let watcher = crate::swap::watch(&app)?;

@@ -238,3 +238,83 @@ fn sigterm_and_sigint_stop_the_server_with_status_zero() {
         assert!(std::net::TcpStream::connect(&addr).is_err(), "still listening after {signal:?}");
     }
 }
+
+/// Datagrams the server sends to a NOTIFY_SOCKET, as they come.
+fn notify_socket(dir: &std::path::Path) -> (std::path::PathBuf, std::os::unix::net::UnixDatagram) {
+    let path = dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    (path, sock)
+}
+
+/// Messages received until `until` matches one or `limit` passes.
+fn notifications(sock: &std::os::unix::net::UnixDatagram, limit: Duration, until: impl Fn(&str) -> bool) -> Vec<String> {
+    let start = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < limit {
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).trim_end().to_string());
+            if until(got.last().unwrap()) {
+                break;
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn systemd_hears_ready_and_watchdog_pings_only_while_cameras_are_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    for (cameras, healthy) in [(&["t=test:64x48@5"][..], true), (&["t=test:64x48@5", "usb=v4l:/dev/video63"][..], false)] {
+        let (path, sock) = notify_socket(dir.path());
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--admin", "off"];
+        for c in cameras {
+            args.extend(["--camera", c]);
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_framewire"))
+            .args(&args)
+            .env("NOTIFY_SOCKET", &path)
+            .env("WATCHDOG_USEC", "200000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let ready = notifications(&sock, Duration::from_secs(60), |m| m.contains("READY=1"));
+        assert!(ready.last().is_some_and(|m| m.contains("READY=1") && m.contains("STATUS=serving http://127.0.0.1:")), "{ready:?}");
+        // Pings come every 100 ms while healthy; none while a camera fails.
+        let later = notifications(&sock, Duration::from_secs(if healthy { 10 } else { 2 }), |m| m == "WATCHDOG=1");
+        let _ = child.kill();
+        let _ = child.wait();
+        std::fs::remove_file(&path).unwrap();
+        if healthy {
+            assert_eq!(later.last().map(String::as_str), Some("WATCHDOG=1"), "{later:?}");
+        } else {
+            assert!(!later.iter().any(|m| m == "WATCHDOG=1"), "pinged with a failed camera: {later:?}");
+            assert!(later.iter().any(|m| m.contains("STATUS=camera usb is failing")), "{later:?}");
+        }
+    }
+}
+
+#[test]
+fn socket_activation_serves_on_the_socket_systemd_passes() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    // As systemd does: the socket as fd 3, LISTEN_PID the server's own pid
+    // (the shell's, which exec keeps), LISTEN_FDS=1.
+    let mut child = Command::new("sh")
+        .args(["-c", r#"exec 3<&0 0</dev/null; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" serve --listen 127.0.0.1:1 --admin off --camera t=test:64x48@5"#])
+        .arg(env!("CARGO_BIN_EXE_framewire"))
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(listener)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let resp = http10_get(&addr, "/api/state");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(line.trim(), format!("framewire listening on http://{addr}"));
+    assert!(resp.starts_with("HTTP/1.0 200"), "{resp:.100}");
+}
