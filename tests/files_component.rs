@@ -29,7 +29,7 @@ impl Plain {
             req = req.header(*n, *v);
         }
         let req = req.body(Empty::<Bytes>::new()).unwrap();
-        let (resp, call) = plain::handle(&self.pre, wasi.build(), req).await.unwrap();
+        let (resp, call) = plain::handle(&self.pre, State::new(wasi.build()), req).await.unwrap();
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
         call.await.unwrap().unwrap();
