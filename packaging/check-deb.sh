@@ -12,7 +12,7 @@ dpkg-deb -x "$deb" "$root/fs"
 dpkg-deb -e "$deb" "$root/control"
 
 # Files in place, with their modes.
-for f in usr/bin/framewire etc/framewire/framewire.toml lib/systemd/system/framewire.service \
+for f in usr/bin/framewire etc/framewire/framewire.toml usr/lib/systemd/system/framewire.service \
          usr/share/doc/framewire/examples/framewire.socket usr/share/doc/framewire/copyright; do
     [ -e "$root/fs/$f" ] || fail "missing /$f"
 done
@@ -30,7 +30,7 @@ sh -n "$root/control/postinst" || fail "postinst: syntax"
 for s in prerm postrm; do [ ! -e "$root/control/$s" ] || sh -n "$root/control/$s" || fail "$s: syntax"; done
 
 # The unit starts what the package installs, the way framewire expects.
-unit="$root/fs/lib/systemd/system/framewire.service"
+unit="$root/fs/usr/lib/systemd/system/framewire.service"
 grep -qx 'ExecStart=/usr/bin/framewire serve --config /etc/framewire/framewire.toml' "$unit" || fail "ExecStart"
 grep -qx 'Type=notify' "$unit" || fail "Type=notify"
 if command -v systemd-analyze >/dev/null; then

@@ -124,6 +124,14 @@ impl App {
         if req.uri().authority().is_none() && !req.headers().contains_key(hyper::header::HOST) {
             req.headers_mut().insert(hyper::header::HOST, local.to_string().parse().expect("socket address is a valid header"));
         }
+        // A Host that is not an authority (bytes past ASCII, spaces) is the
+        // client's error: a 400 here, not a failed handler. (Found by
+        // tests/fuzz_heads.rs: with accounts, such a request reached wasi-http.)
+        if let Some(host) = req.headers().get(hyper::header::HOST)
+            && !host.to_str().is_ok_and(|h| h.parse::<hyper::http::uri::Authority>().is_ok())
+        {
+            return json_response(400, "the Host header is not a host name or address");
+        }
         let gate = crate::guard::Gate { accounts: self.accounts.as_ref(), allow_hosts: &self.allow_hosts, tls: self.tls };
         let mut req = match gate.admit(req, peer).await {
             Ok(req) => req,
