@@ -153,6 +153,21 @@ async fn camera_failure_keeps_clients_connected_and_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_capture_is_a_failure_the_camera_recovers_from() {
+    let server = start(&["cam=test:160x120@30,panic-after=20,down-ms=500"]).await.unwrap();
+    let addr = server.addr;
+    let reader = tokio::spawn(async move { read_stream(addr, "/stream", Duration::from_millis(4000)).await });
+    let down = wait_for_camera(addr, "cam", Duration::from_secs(10), |c| c["status"] == "no-signal").await.unwrap();
+    assert!(down["error"].as_str().unwrap().contains("panicked"), "{down}");
+    wait_for_camera(addr, "cam", Duration::from_secs(10), |c| c["status"] == "live").await.unwrap();
+    // The viewer's stream went on through it, and frames came after.
+    let (_, frames) = reader.await.unwrap().unwrap();
+    let last = frames.last().unwrap().sequence;
+    assert!(last > 20 && frames.len() > 20, "{} frames, last {last}", frames.len());
+    assert_eq!(get(addr, "/snapshot").await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors_and_the_host_keeps_serving() {
     let server = start(&["cam=test:160x120@10"]).await.unwrap();
     let addr = server.addr;

@@ -9,7 +9,8 @@
 //! `format=mjpeg|yuyv|nv12|gray` picks the device's pixel format (by
 //! default MJPEG when it has it, passed through undecoded). For testing
 //! failure handling, `fail-after=N` makes the source fail once after N
-//! frames; `down-ms=MS` keeps it from reopening that long.
+//! frames (`panic-after=N`: panic, as a buggy driver binding might);
+//! `down-ms=MS` keeps it from reopening that long.
 
 use anyhow::{Context, Result, bail, ensure};
 use framewire_core::routes::valid_camera_name;
@@ -34,6 +35,7 @@ pub struct CameraSpec {
     pub height: u32,
     pub fps: f32,
     pub fail_after: Option<u64>,
+    pub panic_after: Option<u64>,
     pub down_ms: u64,
     pub always_on: bool,
     /// A webcam's pixel format, upper case (`MJPEG`, `YUYV`, ...), if asked for.
@@ -72,6 +74,7 @@ impl CameraSpec {
             height: DEFAULT_HEIGHT,
             fps: DEFAULT_FPS,
             fail_after: None,
+            panic_after: None,
             down_ms: 2_000,
             always_on: false,
             format: None,
@@ -112,13 +115,14 @@ impl CameraSpec {
             let (k, v) = opt.split_once('=').with_context(|| format!("option {opt:?}: expected always-on or KEY=VALUE"))?;
             match k {
                 "fail-after" => spec.fail_after = Some(v.parse().with_context(|| format!("bad fail-after {v:?}"))?),
+                "panic-after" => spec.panic_after = Some(v.parse().with_context(|| format!("bad panic-after {v:?}"))?),
                 "down-ms" => spec.down_ms = v.parse().with_context(|| format!("bad down-ms {v:?}"))?,
                 "format" => {
                     let f = v.to_ascii_uppercase();
                     ensure!(FORMATS.contains(&f.as_str()), "format {v:?}: expected one of {}", FORMATS.join(", ").to_lowercase());
                     spec.format = Some(f);
                 }
-                _ => bail!("unknown option {k:?}; known: always-on, format, fail-after, down-ms"),
+                _ => bail!("unknown option {k:?}; known: always-on, format, fail-after, panic-after, down-ms"),
             }
         }
         ensure!(

@@ -24,6 +24,7 @@ pub struct Synthetic {
     next_tick: Option<Instant>,
     frame: u64,
     fail_after: Option<u64>,
+    panic_after: Option<u64>,
     down: Duration,
     down_until: Option<Instant>,
 }
@@ -37,6 +38,7 @@ impl Synthetic {
             next_tick: None,
             frame: 0,
             fail_after: spec.fail_after,
+            panic_after: spec.panic_after,
             down: Duration::from_millis(spec.down_ms),
             down_until: None,
         }
@@ -122,6 +124,11 @@ impl Source for Synthetic {
             self.fail_after = None;
             self.down_until = Some(Instant::now() + self.down);
             bail!("synthetic failure after {} frames (fail-after)", self.frame);
+        }
+        if self.panic_after == Some(self.frame) {
+            self.panic_after = None;
+            self.down_until = Some(Instant::now() + self.down);
+            panic!("synthetic panic after {} frames (panic-after)", self.frame);
         }
         let now = Instant::now();
         let tick = self.next_tick.unwrap_or(now);
