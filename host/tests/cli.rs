@@ -318,3 +318,33 @@ fn socket_activation_serves_on_the_socket_systemd_passes() {
     assert_eq!(line.trim(), format!("framewire listening on http://{addr}"));
     assert!(resp.starts_with("HTTP/1.0 200"), "{resp:.100}");
 }
+
+#[test]
+fn a_compile_cache_that_cannot_be_written_is_survived() {
+    // As good as a full disk: writes past 64 KiB fail (EFBIG; SIGXFSZ
+    // ignored, as the shell leaves it across exec). Compiled components
+    // are megabytes.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let mut child = Command::new("sh")
+        .args(["-c", r#"trap '' XFSZ; ulimit -f 128; exec "$0" serve --listen 127.0.0.1:0 --admin off --camera t=test:64x48@5 --cache-dir "$1""#])
+        .arg(env!("CARGO_BIN_EXE_framewire"))
+        .arg(&cache)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("framewire listening on http://").unwrap().to_string();
+    let snapshot = http10_get(&addr, "/snapshot");
+    let page = http10_get(&addr, "/");
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(snapshot.starts_with("HTTP/1.0 200") && page.starts_with("HTTP/1.0 200"), "{snapshot:.100}\n{page:.100}\n{err}");
+    assert!(err.contains("cannot cache compiled component"), "{err}");
+    // Nothing half-written is left to be loaded next time.
+    let left: Vec<_> = std::fs::read_dir(&cache).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(left.iter().all(|n| !n.to_string_lossy().contains(".tmp")), "{left:?}");
+}
