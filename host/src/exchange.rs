@@ -56,7 +56,11 @@ impl Exchange {
             at: SystemTime::now(),
             peer,
             method: req.method().clone(),
-            target: req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string(),
+            // Only the access log needs the target: no copy without one.
+            target: match observers.access_log {
+                Some(_) => req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string(),
+                None => String::new(),
+            },
             version: req.version(),
             referer: header(hyper::header::REFERER),
             user_agent: header(hyper::header::USER_AGENT),
