@@ -52,7 +52,8 @@ pub struct Entry<'a> {
     pub at: SystemTime,
     pub method: &'a str,
     pub target: &'a str,
-    pub version: &'a str,
+    /// Written as hyper names it: `HTTP/1.1`, `HTTP/2.0`.
+    pub version: hyper::Version,
     pub status: u16,
     pub bytes: u64,
     pub referer: Option<&'a str>,
@@ -74,7 +75,7 @@ impl std::fmt::Display for Entry<'_> {
         let frames = self.frames.map_or("-".to_string(), |n| n.to_string());
         writeln!(
             f,
-            "{} - {} [{at}] \"{} {} {}\" {} {bytes} \"{}\" \"{}\" {:.3} {frames}",
+            "{} - {} [{at}] \"{} {} {:?}\" {} {bytes} \"{}\" \"{}\" {:.3} {frames}",
             self.peer,
             Escaped(self.user.unwrap_or("-")),
             Escaped(self.method),
@@ -116,7 +117,7 @@ mod tests {
             at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_107_800),
             method: "GET",
             target: "/stream?fps=5",
-            version: "HTTP/1.1",
+            version: hyper::Version::HTTP_11,
             status: 200,
             bytes: 1234,
             referer: None,

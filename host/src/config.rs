@@ -316,6 +316,19 @@ pub struct Config {
     pub shutdown_timeout: std::time::Duration,
 }
 
+/// A server reachable from other machines needs accounts, or `no_auth`
+/// saying it is open on purpose.
+pub fn check_exposure(addr: SocketAddr, users: &[crate::auth::User], no_auth: bool) -> Result<()> {
+    if !addr.ip().is_loopback() && users.is_empty() && !no_auth {
+        bail!(
+            "{addr} is reachable from other machines, and no account is configured: every camera and the \
+             media folder would be open to them. Add --user NAME:PASSWORD (or [[users]] in the config), or \
+             pass --no-auth to serve it open on purpose"
+        );
+    }
+    Ok(())
+}
+
 /// Default for `--shutdown-timeout-s`.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 10;
 
@@ -473,13 +486,7 @@ impl Config {
         }
         let no_auth = args.no_auth || file.no_auth.unwrap_or(false);
         let listen = args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap());
-        if !listen.ip().is_loopback() && users.is_empty() && !no_auth {
-            bail!(
-                "{listen} is reachable from other machines, and no account is configured: every camera and the \
-                 media folder would be open to them. Add --user NAME:PASSWORD (or [[users]] in the config), or \
-                 pass --no-auth to serve it open on purpose"
-            );
-        }
+        check_exposure(listen, &users, no_auth)?;
         for o in &allow_origins {
             ensure!(o.starts_with("http://") || o.starts_with("https://"), "allow-origin {o:?}: expected an origin such as https://dash.example");
         }

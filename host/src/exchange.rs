@@ -96,7 +96,7 @@ impl Drop for Exchange {
                 at: self.at,
                 method: self.method.as_str(),
                 target: &self.target,
-                version: version(self.version),
+                version: self.version,
                 status: self.status,
                 bytes,
                 referer: self.referer.as_deref(),
@@ -105,15 +105,5 @@ impl Drop for Exchange {
                 frames: (frames > 0).then_some(frames),
             });
         }
-    }
-}
-
-fn version(v: hyper::Version) -> &'static str {
-    match v {
-        hyper::Version::HTTP_09 => "HTTP/0.9",
-        hyper::Version::HTTP_10 => "HTTP/1.0",
-        hyper::Version::HTTP_2 => "HTTP/2.0",
-        hyper::Version::HTTP_3 => "HTTP/3.0",
-        _ => "HTTP/1.1",
     }
 }

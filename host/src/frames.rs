@@ -81,6 +81,11 @@ impl Default for Stats {
 }
 
 impl Stats {
+    /// `n` bytes of this camera's JPEGs handed to a response.
+    pub fn count_sent(&self, n: usize) {
+        self.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     pub fn measured_fps(&self) -> f32 {
         f32::from_bits(self.measured_fps_bits.load(Ordering::Relaxed))
     }

@@ -159,7 +159,7 @@ impl frames::HostFrame for Ctx {
     fn body(&mut self, frame: Resource<FrameHandle>) -> wasmtime::Result<Resource<DynInputStream>> {
         let handle = self.table.get(&frame)?;
         let bytes = handle.frame.jpeg.clone();
-        handle.feed.stats.bytes_sent.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        handle.feed.stats.count_sent(bytes.len());
         let stream: DynInputStream = Box::new(FrameBody(bytes));
         Ok(self.table.push(stream)?)
     }

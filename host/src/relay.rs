@@ -182,7 +182,7 @@ impl Relay {
         self.write(Bytes::from(header)).await?;
         self.write(frame.jpeg.clone()).await?;
         self.write(self.trailer.clone()).await?;
-        self.sub.feed().stats.bytes_sent.fetch_add(frame.jpeg.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.sub.feed().stats.count_sent(frame.jpeg.len());
         if let Some(pace) = &self.pace {
             pace.count_frame();
         }

@@ -34,11 +34,16 @@ pub fn redirect(to: &str, cookie: Option<String>) -> Response {
 
 /// A small HTML page, not cached.
 pub fn html(status: u16, page: String) -> Response {
+    uncached(status, "text/html; charset=utf-8", page)
+}
+
+/// `body` as `content_type`, never cached (hyper leaves the body out for HEAD).
+pub fn uncached(status: u16, content_type: &str, body: String) -> Response {
     hyper::Response::builder()
         .status(status)
-        .header("content-type", "text/html; charset=utf-8")
-        .header("content-length", page.len())
+        .header("content-type", content_type)
+        .header("content-length", body.len())
         .header("cache-control", "no-store")
-        .body(Full::new(Bytes::from(page)).map_err(|e| match e {}).boxed_unsync())
+        .body(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed_unsync())
         .expect("page parts are valid")
 }

@@ -12,7 +12,7 @@ use crate::runtime::{HostInfo, Overloaded, Runtime};
 use crate::access_log::AccessLog;
 use crate::exchange::{Exchange, Observers, Served};
 use crate::metrics::{Metrics, refusal};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::server::conn::http1;
@@ -191,14 +191,7 @@ impl App {
             resp.headers_mut().insert("allow", hyper::header::HeaderValue::from_static("GET, HEAD"));
             return resp;
         }
-        let text = self.observers.metrics.encode();
-        hyper::Response::builder()
-            .header("content-type", crate::metrics::CONTENT_TYPE)
-            .header("content-length", text.len())
-            .header("cache-control", "no-store")
-            .body(if method == hyper::Method::HEAD { String::new() } else { text })
-            .map(|r| r.map(|b| http_body_util::Full::new(Bytes::from(b)).map_err(|e| match e {}).boxed_unsync()))
-            .expect("static response parts are valid")
+        crate::reply::uncached(200, crate::metrics::CONTENT_TYPE, self.observers.metrics.encode())
     }
 }
 
@@ -287,9 +280,8 @@ impl Server {
         };
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        if !addr.ip().is_loopback() && config.users.is_empty() && !config.no_auth {
-            bail!("{addr} (the socket systemd passed) is reachable from other machines, and no account is configured: add users or no_auth = true");
-        }
+        // The address may be one systemd chose rather than the config's.
+        crate::config::check_exposure(addr, &config.users, config.no_auth)?;
         let app = App::new(config)?;
         let dir = crate::admin::admin_dir(config.runtime.cache_dir.as_deref());
         let admin = crate::admin::start(app.clone(), &config.admin, config.admin_token.clone(), &dir, addr).await?;
