@@ -35,7 +35,8 @@ pub async fn check(path: &Path, media: Option<&Path>) -> Result<Report> {
     let runtime = Runtime::with_options(host, Options { max_instances: 16, ..Options::default() })?;
     let source = path.display().to_string();
     let loaded = runtime.load(&source, &bytes)?;
-    let media = media.map(crate::mediafs::MediaDir::open).transpose()?;
+    let read_timeout = std::time::Duration::from_secs(crate::config::DEFAULT_MEDIA_READ_TIMEOUT_S);
+    let media = media.map(|m| crate::mediafs::MediaDir::open(m, read_timeout)).transpose()?;
     runtime.smoke_test(&loaded, media.as_ref()).await?;
     let component = loaded.pre.instance_pre().component();
     let ty = component.component_type();

@@ -195,6 +195,10 @@ pub struct ServeArgs {
     /// finish before framewire exits anyway [default: 10].
     #[arg(long, value_name = "S")]
     pub shutdown_timeout_s: Option<u64>,
+    /// How long a read from the media folder may wait for data (a stalled
+    /// network or FUSE mount) before its response is aborted [default: 30].
+    #[arg(long, value_name = "S")]
+    pub media_read_timeout_s: Option<u64>,
 }
 
 /// The config file's shape.
@@ -230,6 +234,7 @@ struct FileConfig {
     /// A file (relative to this one) or `"-"`.
     access_log: Option<String>,
     shutdown_timeout_s: Option<u64>,
+    media_read_timeout_s: Option<u64>,
     #[serde(default)]
     routes: BTreeMap<String, FileRoute>,
 }
@@ -314,6 +319,8 @@ pub struct Config {
     pub access_log: Option<String>,
     /// How long responses in flight may take to finish at shutdown.
     pub shutdown_timeout: std::time::Duration,
+    /// How long a media read may wait for data (see [`crate::mediafs`]).
+    pub media_read_timeout: std::time::Duration,
 }
 
 /// A server reachable from other machines needs accounts, or `no_auth`
@@ -331,6 +338,7 @@ pub fn check_exposure(addr: SocketAddr, users: &[crate::auth::User], no_auth: bo
 
 /// Default for `--shutdown-timeout-s`.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 10;
+pub const DEFAULT_MEDIA_READ_TIMEOUT_S: u64 = 30;
 
 /// The routes every framewire serves unless told otherwise.
 pub fn default_routes() -> Vec<RouteConfig> {
@@ -558,6 +566,10 @@ impl Config {
             shutdown_timeout: std::time::Duration::from_secs(
                 args.shutdown_timeout_s.or(file.shutdown_timeout_s).unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_S),
             ),
+            media_read_timeout: match args.media_read_timeout_s.or(file.media_read_timeout_s) {
+                Some(0) => bail!("media-read-timeout-s must be at least 1"),
+                s => std::time::Duration::from_secs(s.unwrap_or(DEFAULT_MEDIA_READ_TIMEOUT_S)),
+            },
         })
     }
 }
@@ -627,6 +639,7 @@ mod tests {
             ("media = \"/nonexistent/media\"", "not a directory"),
             ("admin = \"nowhere\"", "expected a socket path, IP:PORT or off"),
             ("http_threads = 0", "http-threads must be at least 1"),
+            ("media_read_timeout_s = 0", "media-read-timeout-s must be at least 1"),
         ] {
             let f = write(text);
             let args = ServeArgs { config: Some(f.path().to_path_buf()), ..Default::default() };

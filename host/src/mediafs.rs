@@ -12,11 +12,16 @@
 //!   tokio's blocking pool and returning nothing: every chunk costs a thread
 //!   hand-off and a second trip through the guest. A page-cache read takes
 //!   microseconds, so this one reads at once, up to [`MAX_READ`], into a
-//!   fresh unzeroed buffer that goes to the response body as is.
+//!   fresh unzeroed buffer that goes to the response body as is, but only
+//!   what the page cache holds (`RWF_NOWAIT`). Anything else (a cold disk, a
+//!   FUSE or network mount) is read on the blocking pool, bounded by the
+//!   read timeout, so a stalled read stalls its own response and never the
+//!   HTTP thread's other connections.
 
 use crate::runtime::Ctx;
 use anyhow::Context;
 use bytes::Bytes;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -45,14 +50,17 @@ pub struct MediaDir(Arc<Shared>);
 struct Shared {
     path: PathBuf,
     opened: Mutex<(Dir, Instant)>,
+    /// Longest a read may wait for data before its response is aborted.
+    read_timeout: Duration,
 }
 
 pub const REOPEN_AFTER: Duration = Duration::from_secs(1);
 
 impl MediaDir {
-    pub fn open(path: &Path) -> anyhow::Result<MediaDir> {
+    pub fn open(path: &Path, read_timeout: Duration) -> anyhow::Result<MediaDir> {
         let dir = open_dir(path)?;
-        Ok(MediaDir(Arc::new(Shared { path: path.to_path_buf(), opened: Mutex::new((dir, Instant::now())) })))
+        let opened = Mutex::new((dir, Instant::now()));
+        Ok(MediaDir(Arc::new(Shared { path: path.to_path_buf(), opened, read_timeout })))
     }
 
     /// The folder's descriptor, reopened first if it is due.
@@ -78,7 +86,34 @@ fn open_dir(path: &Path) -> anyhow::Result<Dir> {
         .custom_flags(flags.bits() as i32)
         .open(path)
         .with_context(|| format!("cannot open media folder {}", path.display()))?;
-    Ok(Dir::new(dir, FsPerms::ReadOnly, OpenMode::READ, true))
+    // Opens and stats on a local disk take microseconds and run on the HTTP
+    // thread; on a mount that can hang, they go to the blocking pool.
+    let remote = is_remote(&dir);
+    if remote {
+        tracing::info!("media folder {} is on a network or FUSE mount: opens and stats run off the HTTP threads", path.display());
+    }
+    Ok(Dir::new(dir, FsPerms::ReadOnly, OpenMode::READ, !remote))
+}
+
+/// Whether `dir` is on a filesystem whose calls can wait on a network or
+/// a user-space server (by `statfs`'s magic number).
+fn is_remote(dir: &std::fs::File) -> bool {
+    const REMOTE: &[i64] = &[
+        0x65735546, // FUSE
+        0x6969,     // NFS
+        0xff534d42, // CIFS
+        0xfe534d42, // SMB2
+        0x517b,     // SMB
+        0x00c36400, // Ceph
+        0x01021997, // 9P
+        0x5346414f, // AFS
+    ];
+    // SAFETY: fstatfs writes a statfs into the zeroed one given.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(dir.as_raw_fd(), &mut st) } != 0 {
+        return true;
+    }
+    REMOTE.contains(&(st.f_type as i64))
 }
 
 /// Replace the two imports in `linker`, which must already hold
@@ -112,45 +147,152 @@ fn read_via_stream(
     mut store: wasmtime::StoreContextMut<'_, Ctx>,
     (fd, offset): (Resource<Descriptor>, u64),
 ) -> wasmtime::Result<(ReadViaStream,)> {
-    let table = &mut store.data_mut().table;
+    let ctx = store.data_mut();
+    let read_timeout = ctx.media.as_ref().map_or(DEFAULT_READ_TIMEOUT, |m| m.0.read_timeout);
+    let table = &mut ctx.table;
     let file = match table.get(&fd)? {
         Descriptor::File(f) if f.open_mode.contains(OpenMode::READ) => f.file.clone(),
         Descriptor::File(_) => return Ok((Err(ErrorCode::BadDescriptor),)),
         Descriptor::Dir(_) => return Ok((Err(ErrorCode::IsDirectory),)),
     };
-    let stream: DynInputStream = Box::new(FileStream { file, position: offset });
+    let stream: DynInputStream = Box::new(FileStream::new(file, offset, read_timeout));
     Ok((Ok(table.push(stream)?),))
 }
+
+/// For a store without a media folder, which can open no file anyway.
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct FileStream {
     file: Arc<std::fs::File>,
     position: u64,
+    read_timeout: Duration,
+    /// Set once the file said it cannot tell whether data is at hand: every
+    /// read goes to the pool.
+    no_nowait: bool,
+    /// A read on the blocking pool, and when it is given up.
+    pending: Option<(tokio::sync::oneshot::Receiver<std::io::Result<Vec<u8>>>, Instant)>,
+    /// What it gave, when `ready` received it.
+    done: Option<std::io::Result<Vec<u8>>>,
+}
+
+impl FileStream {
+    fn new(file: Arc<std::fs::File>, position: u64, read_timeout: Duration) -> FileStream {
+        FileStream { file, position, read_timeout, no_nowait: false, pending: None, done: None }
+    }
+
+    /// Hand the read to the blocking pool; `ready` waits for it.
+    fn start(&mut self, size: usize) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (file, position) = (self.file.clone(), self.position);
+        tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::with_capacity(size);
+            let r = loop {
+                match rustix::io::pread(&*file, rustix::buffer::spare_capacity(&mut buf), position) {
+                    Err(rustix::io::Errno::INTR) => continue,
+                    r => break r.map(|_| buf).map_err(std::io::Error::from),
+                }
+            };
+            let _ = tx.send(r);
+        });
+        self.pending = Some((rx, Instant::now() + self.read_timeout));
+    }
+
+    fn finish(&mut self, read: std::io::Result<Vec<u8>>) -> StreamResult<Bytes> {
+        match read {
+            Ok(buf) if buf.is_empty() => Err(StreamError::Closed),
+            Ok(buf) => {
+                self.position += buf.len() as u64;
+                Ok(Bytes::from(buf))
+            }
+            Err(e) => Err(StreamError::LastOperationFailed(e.into())),
+        }
+    }
+
+    fn stalled(&self) -> StreamError {
+        let s = self.read_timeout.as_secs_f64();
+        tracing::warn!("a media read waited {s} s for data: response aborted");
+        StreamError::LastOperationFailed(wasmtime::format_err!("media read stalled for {s} s"))
+    }
+}
+
+/// One `preadv2` with `RWF_NOWAIT` into `buf`'s spare capacity: data the
+/// page cache holds, or `EAGAIN` (or `EOPNOTSUPP` where the filesystem cannot
+/// tell) without waiting.
+fn read_nowait(file: &std::fs::File, buf: &mut Vec<u8>, position: u64) -> std::io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    let iov = libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: spare.len() };
+    loop {
+        // SAFETY: the iovec covers `buf`'s spare capacity, which the kernel
+        // writes and nothing else touches during the call; `set_len` covers
+        // only the bytes it wrote.
+        let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, position as libc::off_t, libc::RWF_NOWAIT) };
+        if n >= 0 {
+            unsafe { buf.set_len(n as usize) };
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 impl InputStream for FileStream {
     fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+        if let Some(read) = self.done.take() {
+            return self.finish(read);
+        }
+        if let Some((rx, deadline)) = &mut self.pending {
+            return match rx.try_recv() {
+                Ok(read) => {
+                    self.pending = None;
+                    self.finish(read)
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) if Instant::now() < *deadline => Ok(Bytes::new()),
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => Err(self.stalled()),
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                    Err(StreamError::LastOperationFailed(wasmtime::format_err!("media read lost")))
+                }
+            };
+        }
         if size == 0 {
             return Ok(Bytes::new());
         }
-        let mut buf = Vec::with_capacity(size.min(MAX_READ));
-        loop {
-            match rustix::io::pread(&*self.file, rustix::buffer::spare_capacity(&mut buf), self.position) {
+        let size = size.min(MAX_READ);
+        if !self.no_nowait {
+            let mut buf = Vec::with_capacity(size);
+            match read_nowait(&self.file, &mut buf, self.position) {
                 Ok(0) => return Err(StreamError::Closed),
                 Ok(n) => {
                     self.position += n as u64;
                     return Ok(Bytes::from(buf));
                 }
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(StreamError::LastOperationFailed(std::io::Error::from(e).into())),
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => self.no_nowait = true,
+                Err(e) => return Err(StreamError::LastOperationFailed(e.into())),
             }
         }
+        self.start(size);
+        Ok(Bytes::new())
     }
 }
 
 #[wasmtime_wasi_io::async_trait]
 impl wasmtime_wasi_io::poll::Pollable for FileStream {
-    // Always ready: a read does not wait, it reads.
-    async fn ready(&mut self) {}
+    // Ready when a read has data at hand or has failed: nothing pending, or
+    // the pool's read is back, or its time is up.
+    async fn ready(&mut self) {
+        let Some((rx, deadline)) = &mut self.pending else { return };
+        let deadline = *deadline;
+        match tokio::time::timeout_at(deadline.into(), rx).await {
+            Ok(read) => {
+                self.pending = None;
+                self.done = Some(read.unwrap_or_else(|_| Err(std::io::Error::other("media read lost"))));
+            }
+            // `read` now finds the deadline passed.
+            Err(_) => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -160,7 +302,7 @@ mod tests {
     fn stream(data: &[u8], position: u64) -> FileStream {
         let mut f = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut f, data).unwrap();
-        FileStream { file: Arc::new(f), position }
+        FileStream::new(Arc::new(f), position, Duration::from_secs(5))
     }
 
     #[test]

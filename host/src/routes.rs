@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use crate::guest::ComponentInfo;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 pub struct Route {
     pub name: String,
@@ -52,8 +53,8 @@ pub fn read_component(source: &ComponentSource) -> Result<Vec<u8>> {
 }
 
 impl Routes {
-    pub fn load(runtime: &Runtime, configs: &[RouteConfig], media: Option<&Path>) -> Result<Routes> {
-        let media = media.map(MediaDir::open).transpose()?;
+    pub fn load(runtime: &Runtime, configs: &[RouteConfig], media: Option<&Path>, read_timeout: Duration) -> Result<Routes> {
+        let media = media.map(|m| MediaDir::open(m, read_timeout)).transpose()?;
         let mut list = Vec::new();
         for rc in configs {
             let bytes = read_component(&rc.component).with_context(|| format!("route {}", rc.name))?;

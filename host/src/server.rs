@@ -81,7 +81,7 @@ impl App {
     pub fn new(config: &Config) -> Result<Arc<App>> {
         let cameras = Cameras::start(&config.cameras)?;
         let runtime = Runtime::with_options(HostInfo::new(cameras.feeds.clone()), config.runtime.clone())?;
-        let routes = Routes::load(&runtime, &config.routes, config.media.as_deref())?;
+        let routes = Routes::load(&runtime, &config.routes, config.media.as_deref(), config.media_read_timeout)?;
         let http = &config.http;
         let streams = StreamSlots::new(http.max_streams_per_client, http.limit_loopback, http.max_streams);
         let accounts = match config.users.as_slice() {

@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod fakecam;
+pub mod faultfs;
 pub mod plain;
 pub mod slow;
 
