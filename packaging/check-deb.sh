@@ -5,7 +5,7 @@
 set -euo pipefail
 deb="$1"
 root=$(mktemp -d)
-trap 'kill "${pid:-0}" 2>/dev/null || true; rm -rf "$root"' EXIT
+trap '[ -z "${pid:-}" ] || kill "$pid" 2>/dev/null || true; rm -rf "$root"' EXIT
 fail() { echo "check-deb: $*" >&2; exit 1; }
 
 dpkg-deb -x "$deb" "$root/fs"

@@ -196,6 +196,35 @@ fn engine_config(max_instances: u32) -> Config {
     config
 }
 
+/// The engine with a pool for `max_instances`, or for fewer where the
+/// address space cannot hold that many slots (each reserves ~100 MiB of
+/// virtual memory: a 39-bit ARM kernel's 512 GiB holds the default 2048, a
+/// smaller one does not), halving until it fits rather than not starting.
+fn engine_fitting(max_instances: u32) -> Result<Engine> {
+    const FEWEST: u32 = 16;
+    let mut n = max_instances;
+    loop {
+        match Engine::new(&engine_config(n)) {
+            Ok(engine) => {
+                if n < max_instances {
+                    tracing::warn!(
+                        "the address space holds {n} handler instances, not {max_instances}: serving with at most {n} at once"
+                    );
+                }
+                return Ok(engine);
+            }
+            Err(e) if n > FEWEST => {
+                tracing::debug!("no pool for {n} instances: {e:#}");
+                n = (n / 2).max(FEWEST);
+            }
+            Err(e) => {
+                return Err(anyhow::Error::from(e)
+                    .context(format!("cannot reserve address space for {n} handler instances (about 100 MiB each)")));
+            }
+        }
+    }
+}
+
 /// How a runtime is set up.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -241,7 +270,7 @@ impl Runtime {
     }
 
     pub fn with_options(host: Arc<HostInfo>, options: Options) -> Result<Self> {
-        let engine = Engine::new(&engine_config(options.max_instances))?;
+        let engine = engine_fitting(options.max_instances)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         crate::mediafs::add_to_linker(&mut linker)?;

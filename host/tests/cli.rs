@@ -348,3 +348,34 @@ fn a_compile_cache_that_cannot_be_written_is_survived() {
     let left: Vec<_> = std::fs::read_dir(&cache).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
     assert!(left.iter().all(|n| !n.to_string_lossy().contains(".tmp")), "{left:?}");
 }
+
+#[test]
+fn a_small_address_space_gets_a_smaller_instance_pool_not_a_failed_start() {
+    // 60 GiB of address space (`ulimit -v`), as on a kernel with fewer
+    // virtual address bits: the default pool of 2048 instances reserves
+    // ~200 GiB. The server starts with what fits, says so, and serves.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new("sh")
+        .args(["-c", r#"ulimit -v 62914560; exec "$0" serve --listen 127.0.0.1:0 --admin off --camera t=test:64x48@5 --cache-dir "$1""#])
+        .arg(env!("CARGO_BIN_EXE_framewire"))
+        .arg(dir.path().join("cache"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("framewire listening on http://").map(str::to_string);
+    let snapshot = addr.as_deref().map(|a| http10_get(a, "/snapshot"));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(snapshot.is_some_and(|s| s.starts_with("HTTP/1.0 200")), "{line}\n{err}");
+    let held: u32 = err
+        .split("the address space holds ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no warning about the pool's size:\n{err}"));
+    assert!((16..2048).contains(&held) && err.contains(&format!("holds {held} handler instances, not 2048")), "{err}");
+}
