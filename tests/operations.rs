@@ -309,3 +309,50 @@ async fn shutdown_closes_streams_cleanly_and_lets_downloads_finish() {
     stopping.await.unwrap();
     assert!(started.elapsed() >= grace - Duration::from_millis(100), "stopped before the grace period, {:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_connections_is_shared_by_the_http_threads() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(ServeArgs {
+        cameras: vec!["cam=test:64x48@5".into()],
+        cache_dir: Some(dir.path().join("cache").display().to_string()),
+        http_threads: Some(3),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let addr = server.addr;
+    // 12 connections at once, as wrk or a wall of viewers opens them, each
+    // kept open after one answered request.
+    let connect = (0..12).map(|_| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /api/state HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        s
+    });
+    let held = futures_join_all(connect).await;
+    let series = |t: u32| format!("framewire_http_connections{{thread=\"{t}\"}}");
+    // The scrape's own connection makes 13.
+    let m = scrape(addr).await;
+    let per: Vec<f64> = (0..3).map(|t| value(&m, &series(t))).collect();
+    assert_eq!(per.iter().sum::<f64>(), 13.0, "{per:?}");
+    assert!(per.iter().all(|&n| (4.0..=5.0).contains(&n)), "connections per thread: {per:?}");
+    drop(held);
+    scrape_until(addr, "closed connections counted down", |m| (0..3).map(|t| value(m, &series(t))).sum::<f64>() == 1.0).await;
+}
+
+/// Run futures concurrently, results in order.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F::Output: Send,
+{
+    let tasks: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}

@@ -9,7 +9,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -36,6 +36,11 @@ pub struct SwapLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Thread {
+    pub thread: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Reason {
     pub reason: &'static str,
 }
@@ -49,6 +54,7 @@ pub struct Metrics {
     bytes: Family<RouteLabel, Counter>,
     swaps: Family<SwapLabels, Counter>,
     refused: Family<Reason, Counter>,
+    connections: Family<Thread, Gauge>,
 }
 
 /// Why the host answered a request itself instead of a handler.
@@ -81,10 +87,12 @@ impl Metrics {
         registry.register("framewire_component_swaps", "Component swap attempts by route and result (ok, refused)", swaps.clone());
         let refused = Family::default();
         registry.register("framewire_refused_requests", "Requests the host answered itself for lack of room, by reason", refused.clone());
+        let connections = Family::default();
+        registry.register("framewire_http_connections", "Connections open now, by the HTTP thread serving them", connections.clone());
         registry.register_collector(Box::new(Cameras(host.feeds.clone())));
         registry.register_collector(Box::new(Instances(host)));
         registry.register_collector(Box::new(Process));
-        Arc::new(Metrics { registry, requests, head_seconds, bytes, swaps, refused })
+        Arc::new(Metrics { registry, requests, head_seconds, bytes, swaps, refused, connections })
     }
 
     pub fn response_head(&self, route: &str, seconds: f64) {
@@ -103,6 +111,12 @@ impl Metrics {
 
     pub fn refused(&self, reason: &'static str) {
         self.refused.get_or_create(&Reason { reason }).inc();
+    }
+
+    /// HTTP thread `thread`'s count of open connections, which the
+    /// acceptor balances on (see `server`).
+    pub fn connections(&self, thread: u32) -> Gauge {
+        self.connections.get_or_create(&Thread { thread }).clone()
     }
 
     /// The text a scrape gets.

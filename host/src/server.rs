@@ -21,6 +21,7 @@ use hyper_util::rt::TokioTimer;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use prometheus_client::metrics::gauge::Gauge;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -238,10 +239,11 @@ fn too_many_streams(full: Full, metrics: &Metrics) -> hyper::Response<HyperOutgo
 }
 
 /// A server accepting connections in the background: one thread per core,
-/// each with its own single-threaded tokio runtime, all accepting from the
-/// same socket. A request and its instance stay on the thread that accepted
-/// the connection: no work stealing, no cross-thread wake-ups, which on a
-/// busy host costs less than a shared multi-threaded runtime (see the README).
+/// each with its own single-threaded tokio runtime, and an acceptor handing
+/// each new connection to the thread with the fewest open. A request and
+/// its instance stay on that thread: no work stealing, no cross-thread
+/// wake-ups, which on a busy host costs less than a shared multi-threaded
+/// runtime (see the README).
 pub struct Server {
     pub addr: SocketAddr,
     /// The admin API, if it is on.
@@ -288,26 +290,30 @@ impl Server {
         let watcher = crate::swap::watch(&app)?;
         let (stop, stopped) = tokio::sync::watch::channel(None);
         let (ended_tx, ended) = tokio::sync::mpsc::channel(1);
+        let mut threads = Vec::new();
         for i in 0..config.http_threads {
-            let listener = listener.try_clone().context("cannot share the listening socket")?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("cannot start an HTTP runtime")?;
             let (app, mut stopped, ended_tx) = (app.clone(), stopped.clone(), ended_tx.clone());
             let tls = tls.as_ref().map(|t| t.acceptor.clone());
+            let (handed, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+            let open = app.observers.metrics.connections(i as u32);
+            threads.push(HttpThread { handed, open: open.clone() });
             std::thread::Builder::new()
                 .name(format!("http-{i}"))
                 .spawn(move || {
                     let _ended = ended_tx;
                     runtime.block_on(async move {
                         let connections = GracefulShutdown::new();
-                        match TcpListener::from_std(listener) {
-                            Ok(listener) => tokio::select! {
-                                () = accept_loop(listener, app, tls, &connections) => {}
-                                _ = stopped.changed() => {}
-                            },
-                            Err(e) => tracing::error!("cannot accept on thread {i}: {e}"),
+                        tokio::select! {
+                            () = async {
+                                while let Some((stream, peer)) = arrivals.recv().await {
+                                    serve_connection(stream, peer, &app, &tls, &connections, Open::new(&open));
+                                }
+                            } => {}
+                            _ = stopped.changed() => {}
                         }
                         // Shutting down: idle connections close, responses in
                         // flight finish, until the deadline.
@@ -324,6 +330,25 @@ impl Server {
                 })
                 .context("cannot start an HTTP thread")?;
         }
+        let acceptor = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the acceptor's runtime")?;
+        let mut stopped = stopped.clone();
+        std::thread::Builder::new()
+            .name("accept".into())
+            .spawn(move || {
+                acceptor.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => tokio::select! {
+                            () = accept_loop(listener, threads) => {}
+                            _ = stopped.changed() => {}
+                        },
+                        Err(e) => tracing::error!("cannot accept: {e}"),
+                    }
+                })
+            })
+            .context("cannot start the acceptor")?;
         let tls = tls.map(|t| TlsInfo { fingerprint: t.fingerprint, cert_file: t.cert_file });
         Ok(Server { addr, admin, tls, app, stop, ended, _watcher: watcher })
     }
@@ -347,7 +372,34 @@ impl Server {
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn accept_loop(listener: TcpListener, app: Arc<App>, tls: Option<tokio_rustls::TlsAcceptor>, connections: &GracefulShutdown) {
+/// An HTTP thread as the acceptor sees it.
+struct HttpThread {
+    handed: tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    /// Its connections open now (counted up here, down by [`Open`]).
+    open: Gauge,
+}
+
+/// Counts a connection open on its thread until dropped.
+struct Open(Gauge);
+
+impl Open {
+    fn new(count: &Gauge) -> Open {
+        Open(count.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Accept, and hand each connection to the thread with the fewest open.
+/// Threads that each accepted from the socket themselves would not share
+/// a burst: the first to wake takes every connection queued (wrk's 64, a
+/// wall of cameras' viewers), and keep-alive keeps them there.
+async fn accept_loop(listener: TcpListener, threads: Vec<HttpThread>) {
+    let mut next = 0;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -359,44 +411,76 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, tls: Option<tokio_rus
             }
         };
         let _ = stream.set_nodelay(true);
-        let Ok(local) = stream.local_addr() else { continue };
-        let (app, tls) = (app.clone(), tls.clone());
-        let watcher = connections.watcher();
-        tokio::spawn(async move {
-            let limits = app.limits;
-            let link = Link::new();
-            let service = service(app, local, peer, link.clone());
-            let ended = match tls {
-                None => {
-                    let conn = http1_builder(&limits).serve_connection(LinkIo::new(stream, link, limits.stall_timeout), service);
-                    watcher.watch(conn).await.map_err(Into::into)
+        // The least loaded, ties taken in turn.
+        let n = threads.len();
+        let i = (0..n).map(|k| (next + k) % n).min_by_key(|&i| threads[i].open.get()).unwrap_or(0);
+        next = (i + 1) % n.max(1);
+        threads[i].open.inc();
+        // The stream moves to its thread's reactor there; a thread that has
+        // ended drops it (and the count with its receiver).
+        match stream.into_std() {
+            Ok(std) => {
+                if threads[i].handed.send((std, peer)).is_err() {
+                    threads[i].open.dec();
                 }
-                Some(acceptor) => {
-                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                    };
-                    // HTTP/2 or HTTP/1.1, as ALPN settled.
-                    let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-                    builder
-                        .http1()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(Duration::from_secs(10))
-                        .max_buf_size(limits.max_header_bytes.max(8192))
-                        .keep_alive(true);
-                    builder
-                        .http2()
-                        .timer(TokioTimer::new())
-                        .max_header_list_size(limits.max_header_bytes as u32);
-                    watcher.watch(builder.serve_connection(LinkIo::new(stream, link, limits.stall_timeout), service)).await
-                }
-            };
-            if let Err(e) = ended {
-                tracing::debug!(%peer, "connection ended: {e}");
             }
-        });
+            Err(_) => {
+                threads[i].open.dec();
+            }
+        }
     }
+}
+
+fn serve_connection(
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    app: &Arc<App>,
+    tls: &Option<tokio_rustls::TlsAcceptor>,
+    connections: &GracefulShutdown,
+    open: Open,
+) {
+    let stream = match tokio::net::TcpStream::from_std(stream) {
+        Ok(s) => s,
+        Err(e) => return tracing::warn!(%peer, "cannot serve a connection: {e}"),
+    };
+    let Ok(local) = stream.local_addr() else { return };
+    let (app, tls) = (app.clone(), tls.clone());
+    let watcher = connections.watcher();
+    tokio::spawn(async move {
+        let _open = open;
+        let limits = app.limits;
+        let link = Link::new();
+        let service = service(app, local, peer, link.clone());
+        let ended = match tls {
+            None => {
+                let conn = http1_builder(&limits).serve_connection(LinkIo::new(stream, link, limits.stall_timeout), service);
+                watcher.watch(conn).await.map_err(Into::into)
+            }
+            Some(acceptor) => {
+                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                };
+                // HTTP/2 or HTTP/1.1, as ALPN settled.
+                let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .max_buf_size(limits.max_header_bytes.max(8192))
+                    .keep_alive(true);
+                builder
+                    .http2()
+                    .timer(TokioTimer::new())
+                    .max_header_list_size(limits.max_header_bytes as u32);
+                watcher.watch(builder.serve_connection(LinkIo::new(stream, link, limits.stall_timeout), service)).await
+            }
+        };
+        if let Err(e) = ended {
+            tracing::debug!(%peer, "connection ended: {e}");
+        }
+    });
 }
 
 fn http1_builder(limits: &HttpLimits) -> http1::Builder {
