@@ -10,6 +10,7 @@ pub mod jpeg;
 pub mod media_path;
 pub mod mime;
 pub mod mjpeg;
+pub mod mjpeg_source;
 pub mod query;
 pub mod range;
 pub mod routes;

@@ -56,6 +56,10 @@ pub struct Stats {
     pub clients: AtomicU32,
     /// JPEG bytes handed to responses: relayed parts and frame bodies.
     pub bytes_sent: AtomicU64,
+    /// JPEG bytes published (what a network source's bitrate is made of).
+    pub bytes_published: AtomicU64,
+    /// Times the source was reopened after failing.
+    pub reconnects: AtomicU64,
     measured_fps_bits: AtomicU32,
     size: AtomicU64,
     health: Mutex<(Status, Option<String>)>,
@@ -72,6 +76,8 @@ impl Default for Stats {
             dropped: AtomicU64::new(0),
             clients: AtomicU32::new(0),
             bytes_sent: AtomicU64::new(0),
+            bytes_published: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
             measured_fps_bits: AtomicU32::new(0),
             size: AtomicU64::new(0),
             health: Mutex::new((Status::Starting, None)),

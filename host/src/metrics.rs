@@ -149,6 +149,8 @@ impl Collector for Cameras {
         family(&mut encoder, "framewire_camera_frames_passed_through", "Frames published as the source sent them", &labels, counter(&|s| s.passed_through.load(Relaxed)))?;
         family(&mut encoder, "framewire_camera_frames_dropped", "Broken frames from the source, never served", &labels, counter(&|s| s.dropped.load(Relaxed)))?;
         family(&mut encoder, "framewire_camera_bytes_sent", "JPEG bytes handed to responses (streams and snapshots)", &labels, counter(&|s| s.bytes_sent.load(Relaxed)))?;
+        family(&mut encoder, "framewire_camera_bytes_published", "JPEG bytes published (a network source's bitrate: rate() of this)", &labels, counter(&|s| s.bytes_published.load(Relaxed)))?;
+        family(&mut encoder, "framewire_camera_reconnects", "Times the source was reopened after failing", &labels, counter(&|s| s.reconnects.load(Relaxed)))?;
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! client can ever slow a camera down, and each frame is encoded once.
 
 mod draw;
+pub mod http;
 pub mod spec;
 mod synthetic;
 #[cfg(feature = "v4l")]
@@ -50,13 +51,14 @@ pub trait Source {
     fn close(&mut self) {}
 }
 
-fn make_source(spec: &CameraSpec) -> Result<Box<dyn Source>> {
-    Ok(match spec.kind {
+fn make_source(spec: &CameraSpec, stop: &Arc<AtomicBool>) -> Result<Box<dyn Source>> {
+    Ok(match &spec.kind {
         Kind::Test => Box::new(synthetic::Synthetic::new(spec)),
         #[cfg(feature = "v4l")]
-        Kind::V4l { index } => Box::new(v4l::V4l::new(spec, index)),
+        Kind::V4l { index } => Box::new(v4l::V4l::new(spec, *index)),
         #[cfg(not(feature = "v4l"))]
         Kind::V4l { .. } => bail!("camera {}: this framewire was built without V4L2 support", spec.name),
+        Kind::Http { url } => Box::new(http::HttpMjpeg::new(url.clone(), stop.clone())?),
     })
 }
 
@@ -150,7 +152,7 @@ impl Runner {
     }
 
     fn run(mut self, spec: CameraSpec, opened: std::sync::mpsc::Sender<Result<(), String>>) {
-        let mut source = match make_source(&spec) {
+        let mut source = match make_source(&spec, &self.stop) {
             Ok(s) => s,
             Err(e) => {
                 self.feed.stats.set_health(Status::Failed, Some(format!("{e:#}")));
@@ -158,7 +160,7 @@ impl Runner {
                 return;
             }
         };
-        let mut open = match source.open() {
+        let mut open = match open_source(source.as_mut()) {
             Ok(mode) => {
                 self.opened(mode);
                 let _ = opened.send(Ok(()));
@@ -181,7 +183,10 @@ impl Runner {
             if !open {
                 let status = if was_live { Status::NoSignal } else { Status::Failed };
                 match self.recover(source.as_mut(), status) {
-                    Some(opened) => self.opened(opened),
+                    Some(opened) => {
+                        self.feed.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                        self.opened(opened)
+                    }
                     None => break,
                 }
                 times.clear();
@@ -252,6 +257,7 @@ impl Runner {
             tracing::info!(camera = %self.feed.name, "live");
             stats.set_health(Status::Live, None);
         }
+        stats.bytes_published.fetch_add(jpeg.len() as u64, Ordering::Relaxed);
         self.feed.publish(jpeg, size, captured, false);
         Ok(())
     }
@@ -291,7 +297,7 @@ impl Runner {
                 }
                 std::thread::sleep((until - Instant::now().min(until)).min(Duration::from_millis(100)));
             }
-            match source.open() {
+            match open_source(source) {
                 Ok(opened) => {
                     tracing::info!(camera = %self.feed.name, "reopened");
                     return Some(opened);
@@ -304,6 +310,12 @@ impl Runner {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
+}
+
+/// Open a source; a panic opening it is a failed open, not a dead camera.
+fn open_source(source: &mut dyn Source) -> Result<Opened> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.open()))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("camera source panicked while opening")))
 }
 
 /// A device's JPEG as published: checked whole (a broken one is dropped),

@@ -3,6 +3,9 @@
 //!
 //! - `test[:WxH[@FPS]]`: the built-in synthetic test pattern.
 //! - `v4l:DEVICE[:WxH[@FPS]]`: a V4L2 webcam, DEVICE being `/dev/videoN` or `N`.
+//! - `http://[USER:PASSWORD@]HOST[:PORT]/PATH`: an MJPEG stream over HTTP
+//!   (an IP camera, or another framewire's `/cameras/NAME/stream`); the URL
+//!   cannot hold a comma, which starts the options.
 //!
 //! Options: `always-on` keeps the camera capturing with nobody watching
 //! (otherwise it idles: nothing drawn, decoded or encoded). For webcams,
@@ -23,12 +26,14 @@ pub const DEFAULT_FPS: f32 = 30.0;
 pub enum Kind {
     Test,
     V4l { index: u32 },
+    Http { url: super::http::HttpUrl },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CameraSpec {
     pub name: String,
-    /// The source as written (after `NAME=`), for display.
+    /// The source as written (after `NAME=`), for display; a URL's
+    /// password is shown as `***`.
     pub source: String,
     pub kind: Kind,
     pub width: u32,
@@ -59,16 +64,17 @@ impl CameraSpec {
             valid_camera_name(name),
             "camera name {name:?}: use 1-64 letters, digits, '-' or '_'"
         );
-        Self::parse_source(name, source).with_context(|| format!("camera {name}={source}"))
+        let shown = shown_source(source);
+        Self::parse_source(name, source, &shown).with_context(|| format!("camera {name}={shown}"))
     }
 
-    fn parse_source(name: &str, source: &str) -> Result<Self> {
+    fn parse_source(name: &str, source: &str, shown: &str) -> Result<Self> {
         let mut parts = source.split(',');
         let main = parts.next().unwrap_or("");
         let (kind_str, args) = main.split_once(':').unwrap_or((main, ""));
         let mut spec = CameraSpec {
             name: name.to_string(),
-            source: source.to_string(),
+            source: shown.to_string(),
             kind: Kind::Test,
             width: DEFAULT_WIDTH,
             height: DEFAULT_HEIGHT,
@@ -81,6 +87,10 @@ impl CameraSpec {
         };
         let mode = match kind_str {
             "test" => args,
+            "http" | "https" => {
+                spec.kind = Kind::Http { url: super::http::HttpUrl::parse(main)? };
+                ""
+            }
             "v4l" => {
                 let (dev, mode) = args.split_once(':').unwrap_or((args, ""));
                 let index = dev
@@ -91,8 +101,8 @@ impl CameraSpec {
                 spec.kind = Kind::V4l { index };
                 mode
             }
-            "" => bail!("empty source; expected test[:WxH@FPS] or v4l:/dev/videoN"),
-            other => bail!("unknown camera kind {other:?}; expected test or v4l"),
+            "" => bail!("empty source; expected test[:WxH@FPS], v4l:/dev/videoN or http://HOST/PATH"),
+            other => bail!("unknown camera kind {other:?}; expected test, v4l or http"),
         };
         if !mode.is_empty() {
             let (size, fps) = mode.split_once('@').map_or((mode, None), |(s, f)| (s, Some(f)));
@@ -140,6 +150,19 @@ impl CameraSpec {
     }
 }
 
+/// The source with a URL's password replaced by `***`.
+fn shown_source(source: &str) -> String {
+    let (main, options) = source.split_once(',').map_or((source, None), |(m, o)| (m, Some(o)));
+    let main = match super::http::HttpUrl::parse(main) {
+        Ok(url) if url.credentials.is_some() => url.display,
+        _ => main.to_string(),
+    };
+    match options {
+        Some(o) => format!("{main},{o}"),
+        None => main,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +181,10 @@ mod tests {
         let s = CameraSpec::parse("w", "v4l:/dev/video2:320x240").unwrap();
         assert_eq!((s.kind, s.width), (Kind::V4l { index: 2 }, 320));
         assert_eq!(CameraSpec::parse("w", "v4l:0").unwrap().kind, Kind::V4l { index: 0 });
+        let s = CameraSpec::parse("ip", "http://admin:secret@10.0.0.5/mjpg/video.mjpg,always-on").unwrap();
+        assert!(matches!(&s.kind, Kind::Http { url } if url.path == "/mjpg/video.mjpg" && url.authority == "10.0.0.5:80"));
+        assert_eq!(s.source, "http://admin:***@10.0.0.5/mjpg/video.mjpg,always-on");
+        assert!(s.always_on);
     }
 
     #[test]
@@ -173,6 +200,8 @@ mod tests {
             ("x=v4l:/dev/sda", "expected /dev/videoN"),
             ("x=test,colour=red", "unknown option"),
             ("x=v4l:0,format=h264", "expected one of mjpeg, yuyv"),
+            ("x=https://cam/", "https sources are not supported yet"),
+            ("x=http://", "bad URL"),
         ] {
             let err = format!("{:#}", CameraSpec::parse_named(bad).unwrap_err());
             assert!(err.contains(why), "{bad}: {err}");
