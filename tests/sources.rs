@@ -267,3 +267,40 @@ async fn a_relay_chain_of_three_passes_frames_through_untouched() {
     let hop = camera_state(b.addr, "hop").await.unwrap();
     assert!(hop["format"].as_str().unwrap().contains("passed through"), "{hop}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_source_with_a_pinned_certificate_and_the_wrong_ones_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start_with(ServeArgs {
+        cameras: vec!["cam=test:128x96@10".into()],
+        cache_dir: Some(dir.path().join("a").display().to_string()),
+        tls_self_signed: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let pin = a.tls.as_ref().unwrap().fingerprint.clone();
+    let wrong: String = pin.chars().map(|c| if c == 'A' { 'B' } else if c == ':' { ':' } else { 'A' }).collect();
+    let url = format!("https://127.0.0.1:{}/cameras/cam/stream", a.addr.port());
+    let b = start_with(ServeArgs {
+        cameras: vec![
+            format!("pinned={url},tls-fingerprint={pin}"),
+            format!("wrong={url},tls-fingerprint={wrong}"),
+            format!("untrusted={url}"),
+            format!("insecure={url},tls-insecure"),
+        ],
+        cache_dir: Some(dir.path().join("b").display().to_string()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for name in ["pinned", "insecure"] {
+        let (_, frames) = read_stream(b.addr, &format!("/cameras/{name}/stream"), Duration::from_secs(3)).await.unwrap();
+        let real: Vec<_> = frames.iter().filter(|f| decode_jpeg(&f.part.body).ok() == Some((128, 96))).collect();
+        assert!(real.len() >= 5, "{name}: {} frames of the source in 3 s", real.len());
+    }
+    let c = wait_for_camera(b.addr, "wrong", Duration::from_secs(30), |c| c["status"] == "failed").await.unwrap();
+    assert!(c["error"].as_str().unwrap().contains("is not the pinned"), "{c}");
+    let c = wait_for_camera(b.addr, "untrusted", Duration::from_secs(30), |c| c["status"] == "failed").await.unwrap();
+    assert!(c["error"].as_str().unwrap().to_lowercase().contains("certificate"), "{c}");
+}

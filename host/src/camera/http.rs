@@ -1,4 +1,4 @@
-//! An MJPEG stream over HTTP as a camera: an IP camera's
+//! An MJPEG stream over HTTP(S) as a camera: an IP camera's
 //! `multipart/x-mixed-replace` URL, or another framewire's
 //! `/cameras/NAME/stream` (a relay). Frames are published as received,
 //! never decoded or encoded here; whoever publishes them checks each is a
@@ -14,6 +14,7 @@
 //! While nobody watches, the connection is closed: an idle IP camera costs
 //! neither bandwidth nor its own CPU, and the first frame after is fresh.
 
+use super::source_tls::{Trust, client_config};
 use super::{Image, Opened, Source};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use bytes::Bytes;
@@ -34,9 +35,13 @@ const NO_DATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a wait for data looks at the stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(250);
 
-/// An `http://` URL taken apart, credentials kept out of what is shown.
+/// An `http://` or `https://` URL taken apart, credentials kept out of
+/// what is shown.
 #[derive(Clone)]
 pub struct HttpUrl {
+    pub tls: bool,
+    /// The host alone, for TLS's server name.
+    pub host: String,
     /// host:port, for connecting and for the Host header.
     pub authority: String,
     pub path: String,
@@ -53,20 +58,20 @@ impl std::fmt::Debug for HttpUrl {
 
 impl PartialEq for HttpUrl {
     fn eq(&self, other: &Self) -> bool {
-        (&self.authority, &self.path, &self.credentials) == (&other.authority, &other.path, &other.credentials)
+        (self.tls, &self.authority, &self.path, &self.credentials) == (other.tls, &other.authority, &other.path, &other.credentials)
     }
 }
 
 impl HttpUrl {
     pub fn parse(s: &str) -> Result<HttpUrl> {
         let url = url::Url::parse(s).map_err(|e| anyhow!("bad URL: {e}"))?;
-        match url.scheme() {
-            "http" => {}
-            "https" => bail!("https sources are not supported yet; use http:// (on a network you trust) or a relay"),
-            other => bail!("unsupported scheme {other:?}; expected http://"),
-        }
+        let tls = match url.scheme() {
+            "http" => false,
+            "https" => true,
+            other => bail!("unsupported scheme {other:?}; expected http:// or https://"),
+        };
         let host = url.host_str().context("URL without a host")?;
-        let port = url.port_or_known_default().unwrap_or(80);
+        let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
         let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
         let authority = authority.replace("[[", "[").replace("]]", "]");
         let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
@@ -80,7 +85,8 @@ impl HttpUrl {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_string(),
         };
-        Ok(HttpUrl { authority, path, credentials, display: shown.to_string() })
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        Ok(HttpUrl { tls, host, authority, path, credentials, display: shown.to_string() })
     }
 }
 
@@ -93,29 +99,32 @@ struct Stream {
 
 pub struct HttpMjpeg {
     url: HttpUrl,
+    tls: Option<tokio_rustls::TlsConnector>,
     runtime: tokio::runtime::Runtime,
     stream: Option<Stream>,
     stop: Arc<AtomicBool>,
 }
 
 impl HttpMjpeg {
-    pub fn new(url: HttpUrl, stop: Arc<AtomicBool>) -> Result<HttpMjpeg> {
+    pub fn new(url: HttpUrl, trust: &Trust, stop: Arc<AtomicBool>) -> Result<HttpMjpeg> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        Ok(HttpMjpeg { url, runtime, stream: None, stop })
+        let tls = url.tls.then(|| client_config(trust).map(tokio_rustls::TlsConnector::from)).transpose()?;
+        Ok(HttpMjpeg { url, tls, runtime, stream: None, stop })
     }
 
     /// Connect and get the stream's head, answering an authentication
     /// challenge once.
     fn connect(&mut self) -> Result<Stream> {
-        let url = self.url.clone();
+        let (url, tls) = (self.url.clone(), self.tls.clone());
+        let tls = tls.as_ref();
         self.runtime.block_on(async move {
-            let response = tokio::time::timeout(CONNECT_TIMEOUT, request(&url, None))
+            let response = tokio::time::timeout(CONNECT_TIMEOUT, request(&url, tls, None))
                 .await
                 .map_err(|_| anyhow!("no answer within {CONNECT_TIMEOUT:?}"))??;
             let response = if response.status() == hyper::StatusCode::UNAUTHORIZED {
                 let (user, password) = url.credentials.as_ref().context("401: the camera wants a user and password in the URL")?;
                 let authorization = answer_challenge(&response, &url.path, user, password)?;
-                tokio::time::timeout(CONNECT_TIMEOUT, request(&url, Some(authorization)))
+                tokio::time::timeout(CONNECT_TIMEOUT, request(&url, tls, Some(authorization)))
                     .await
                     .map_err(|_| anyhow!("no answer within {CONNECT_TIMEOUT:?}"))??
             } else {
@@ -163,10 +172,28 @@ impl HttpMjpeg {
     }
 }
 
-async fn request(url: &HttpUrl, authorization: Option<String>) -> Result<hyper::Response<Incoming>> {
+async fn request(
+    url: &HttpUrl,
+    tls: Option<&tokio_rustls::TlsConnector>,
+    authorization: Option<String>,
+) -> Result<hyper::Response<Incoming>> {
     let tcp = tokio::net::TcpStream::connect(&url.authority).await.with_context(|| format!("cannot connect to {}", url.authority))?;
     let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+    match tls {
+        None => send(tcp, url, authorization).await,
+        Some(connector) => {
+            let name = rustls::pki_types::ServerName::try_from(url.host.clone()).with_context(|| format!("bad TLS server name {:?}", url.host))?;
+            let tls = connector.connect(name, tcp).await.context("TLS handshake")?;
+            send(tls, url, authorization).await
+        }
+    }
+}
+
+async fn send<IO>(io: IO, url: &HttpUrl, authorization: Option<String>) -> Result<hyper::Response<Incoming>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
     // The connection is driven while the source reads (its runtime only
     // runs then); it ends with the response body.
     tokio::spawn(async move {
@@ -253,7 +280,9 @@ mod tests {
         assert_eq!((u.authority.as_str(), u.credentials), ("cam.local:80", None));
         let u = HttpUrl::parse("http://[::1]:9000/s").unwrap();
         assert_eq!(u.authority, "[::1]:9000");
-        assert!(HttpUrl::parse("https://cam/").unwrap_err().to_string().contains("https"));
+        let u = HttpUrl::parse("https://cam.local/s").unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.authority.as_str()), (true, "cam.local", "cam.local:443"));
+        assert_eq!(HttpUrl::parse("http://[::1]:9000/s").unwrap().host, "::1");
         assert!(HttpUrl::parse("ftp://cam/").is_err());
         assert!(HttpUrl::parse("http://").is_err());
     }

@@ -3,6 +3,7 @@
 
 mod draw;
 pub mod http;
+pub mod source_tls;
 pub mod spec;
 mod synthetic;
 #[cfg(feature = "v4l")]
@@ -58,7 +59,7 @@ fn make_source(spec: &CameraSpec, stop: &Arc<AtomicBool>) -> Result<Box<dyn Sour
         Kind::V4l { index } => Box::new(v4l::V4l::new(spec, *index)),
         #[cfg(not(feature = "v4l"))]
         Kind::V4l { .. } => bail!("camera {}: this framewire was built without V4L2 support", spec.name),
-        Kind::Http { url } => Box::new(http::HttpMjpeg::new(url.clone(), stop.clone())?),
+        Kind::Http { url } => Box::new(http::HttpMjpeg::new(url.clone(), &spec.tls_trust, stop.clone())?),
     })
 }
 

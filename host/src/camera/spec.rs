@@ -5,7 +5,9 @@
 //! - `v4l:DEVICE[:WxH[@FPS]]`: a V4L2 webcam, DEVICE being `/dev/videoN` or `N`.
 //! - `http://[USER:PASSWORD@]HOST[:PORT]/PATH`: an MJPEG stream over HTTP
 //!   (an IP camera, or another framewire's `/cameras/NAME/stream`); the URL
-//!   cannot hold a comma, which starts the options.
+//!   cannot hold a comma, which starts the options. `https://` too, with
+//!   `tls-fingerprint=AB:CD:…` to pin a self-signed certificate or
+//!   `tls-insecure` to accept any.
 //!
 //! Options: `always-on` keeps the camera capturing with nobody watching
 //! (otherwise it idles: nothing drawn, decoded or encoded). For webcams,
@@ -45,6 +47,8 @@ pub struct CameraSpec {
     pub always_on: bool,
     /// A webcam's pixel format, upper case (`MJPEG`, `YUYV`, ...), if asked for.
     pub format: Option<String>,
+    /// How an `https://` source's certificate is trusted.
+    pub tls_trust: super::source_tls::Trust,
 }
 
 /// Pixel formats a webcam may be asked for.
@@ -84,6 +88,7 @@ impl CameraSpec {
             down_ms: 2_000,
             always_on: false,
             format: None,
+            tls_trust: super::source_tls::Trust::System,
         };
         let mode = match kind_str {
             "test" => args,
@@ -122,17 +127,22 @@ impl CameraSpec {
                 spec.always_on = true;
                 continue;
             }
+            if opt == "tls-insecure" {
+                spec.tls_trust = super::source_tls::Trust::Insecure;
+                continue;
+            }
             let (k, v) = opt.split_once('=').with_context(|| format!("option {opt:?}: expected always-on or KEY=VALUE"))?;
             match k {
                 "fail-after" => spec.fail_after = Some(v.parse().with_context(|| format!("bad fail-after {v:?}"))?),
                 "panic-after" => spec.panic_after = Some(v.parse().with_context(|| format!("bad panic-after {v:?}"))?),
                 "down-ms" => spec.down_ms = v.parse().with_context(|| format!("bad down-ms {v:?}"))?,
+                "tls-fingerprint" => spec.tls_trust = super::source_tls::Trust::pinned(v)?,
                 "format" => {
                     let f = v.to_ascii_uppercase();
                     ensure!(FORMATS.contains(&f.as_str()), "format {v:?}: expected one of {}", FORMATS.join(", ").to_lowercase());
                     spec.format = Some(f);
                 }
-                _ => bail!("unknown option {k:?}; known: always-on, format, fail-after, panic-after, down-ms"),
+                _ => bail!("unknown option {k:?}; known: always-on, format, fail-after, panic-after, down-ms, tls-fingerprint, tls-insecure"),
             }
         }
         ensure!(
@@ -200,7 +210,7 @@ mod tests {
             ("x=v4l:/dev/sda", "expected /dev/videoN"),
             ("x=test,colour=red", "unknown option"),
             ("x=v4l:0,format=h264", "expected one of mjpeg, yuyv"),
-            ("x=https://cam/", "https sources are not supported yet"),
+            ("x=https://cam/,tls-fingerprint=AB:CD", "32 hex bytes"),
             ("x=http://", "bad URL"),
         ] {
             let err = format!("{:#}", CameraSpec::parse_named(bad).unwrap_err());
