@@ -170,6 +170,9 @@ mod tls {
         let r = h1.send_request(ranged).await.unwrap();
         assert_eq!(r.status(), 206);
         assert_eq!(r.into_body().collect().await.unwrap().to_bytes().len(), 100);
+        // The next request on this connection once hyper has taken in the
+        // end of the last response.
+        h1.ready().await.unwrap();
         let page = h1.send_request(hyper::Request::get("/").header("host", "localhost").body(Empty::new()).unwrap()).await.unwrap();
         assert_eq!(page.status(), 200);
 
