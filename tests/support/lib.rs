@@ -5,6 +5,7 @@ pub mod browser;
 pub mod fakecam;
 pub mod faultfs;
 pub mod plain;
+pub mod rtsp;
 pub mod slow;
 
 use anyhow::{Context, Result, bail};

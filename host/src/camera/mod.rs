@@ -3,6 +3,7 @@
 
 mod draw;
 pub mod http;
+pub mod rtsp;
 pub mod source_tls;
 pub mod spec;
 mod synthetic;
@@ -60,6 +61,7 @@ fn make_source(spec: &CameraSpec, stop: &Arc<AtomicBool>) -> Result<Box<dyn Sour
         #[cfg(not(feature = "v4l"))]
         Kind::V4l { .. } => bail!("camera {}: this framewire was built without V4L2 support", spec.name),
         Kind::Http { url } => Box::new(http::HttpMjpeg::new(url.clone(), &spec.tls_trust, stop.clone())?),
+        Kind::Rtsp { url } => Box::new(rtsp::Rtsp::new(url.clone(), stop.clone())?),
     })
 }
 

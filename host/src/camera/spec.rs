@@ -8,6 +8,8 @@
 //!   cannot hold a comma, which starts the options. `https://` too, with
 //!   `tls-fingerprint=AB:CD:…` to pin a self-signed certificate or
 //!   `tls-insecure` to accept any.
+//! - `rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH`: an RTSP camera (JPEG passed
+//!   through, H.264 decoded while watched).
 //!
 //! Options: `always-on` keeps the camera capturing with nobody watching
 //! (otherwise it idles: nothing drawn, decoded or encoded). For webcams,
@@ -29,6 +31,7 @@ pub enum Kind {
     Test,
     V4l { index: u32 },
     Http { url: super::http::HttpUrl },
+    Rtsp { url: super::rtsp::RtspUrl },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +99,10 @@ impl CameraSpec {
                 spec.kind = Kind::Http { url: super::http::HttpUrl::parse(main)? };
                 ""
             }
+            "rtsp" => {
+                spec.kind = Kind::Rtsp { url: super::rtsp::RtspUrl::parse(main)? };
+                ""
+            }
             "v4l" => {
                 let (dev, mode) = args.split_once(':').unwrap_or((args, ""));
                 let index = dev
@@ -106,8 +113,8 @@ impl CameraSpec {
                 spec.kind = Kind::V4l { index };
                 mode
             }
-            "" => bail!("empty source; expected test[:WxH@FPS], v4l:/dev/videoN or http://HOST/PATH"),
-            other => bail!("unknown camera kind {other:?}; expected test, v4l or http"),
+            "" => bail!("empty source; expected test[:WxH@FPS], v4l:/dev/videoN, http://HOST/PATH or rtsp://HOST/PATH"),
+            other => bail!("unknown camera kind {other:?}; expected test, v4l, http, https or rtsp"),
         };
         if !mode.is_empty() {
             let (size, fps) = mode.split_once('@').map_or((mode, None), |(s, f)| (s, Some(f)));
@@ -163,8 +170,9 @@ impl CameraSpec {
 /// The source with a URL's password replaced by `***`.
 fn shown_source(source: &str) -> String {
     let (main, options) = source.split_once(',').map_or((source, None), |(m, o)| (m, Some(o)));
-    let main = match super::http::HttpUrl::parse(main) {
-        Ok(url) if url.credentials.is_some() => url.display,
+    let main = match (super::http::HttpUrl::parse(main), super::rtsp::RtspUrl::parse(main)) {
+        (Ok(url), _) if url.credentials.is_some() => url.display,
+        (_, Ok(url)) if url.credentials.is_some() => url.display,
         _ => main.to_string(),
     };
     match options {
@@ -202,7 +210,7 @@ mod tests {
         for (bad, why) in [
             ("nameless", "NAME=SOURCE"),
             ("a b=test", "camera name"),
-            ("x=rtsp://cam", "unknown camera kind"),
+            ("x=ftp://cam", "unknown camera kind"),
             ("x=test:640x", "bad height"),
             ("x=test:0x480", "out of range"),
             ("x=test:@0", "out of range"),

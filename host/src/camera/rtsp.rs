@@ -1,0 +1,279 @@
+//! An RTSP camera, through `retina` (pure Rust; RTP interleaved on the RTSP
+//! TCP connection, Basic or Digest as the camera asks). The first video
+//! stream the camera describes is used:
+//!
+//! - JPEG (RFC 2435): retina rebuilds whole JPEGs, which are published as
+//!   they are, nothing decoded or encoded.
+//! - H.264: decoded (OpenH264, behind [`Decoder`]) and JPEG-encoded once per
+//!   frame, and only while someone watches: an idle camera is hung up on.
+//!
+//! Like every source, a failure ends the session and the capture thread
+//! reopens it with a backoff, showing "no signal" meanwhile.
+
+use super::{Image, Opened, Source};
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use futures::StreamExt;
+use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions, Transport};
+use retina::codec::{CodecItem, FrameFormat};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long connecting, describing and starting to play may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A camera sending no video this long is taken as gone.
+const NO_DATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a wait for a frame looks at the stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(250);
+
+/// An `rtsp://` URL, with its credentials apart and out of what is shown.
+#[derive(Clone)]
+pub struct RtspUrl {
+    /// Without credentials: what retina connects to.
+    pub url: url::Url,
+    pub credentials: Option<(String, String)>,
+    pub display: String,
+}
+
+impl std::fmt::Debug for RtspUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+impl PartialEq for RtspUrl {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.url, &self.credentials) == (&other.url, &other.credentials)
+    }
+}
+
+impl RtspUrl {
+    pub fn parse(s: &str) -> Result<RtspUrl> {
+        let mut url = url::Url::parse(s).map_err(|e| anyhow!("bad URL: {e}"))?;
+        if url.scheme() != "rtsp" {
+            bail!("unsupported scheme {:?}; expected rtsp://", url.scheme());
+        }
+        url.host_str().filter(|h| !h.is_empty()).context("URL without a host")?;
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let credentials = (!url.username().is_empty() || url.password().is_some())
+            .then(|| (decode(url.username()), decode(url.password().unwrap_or(""))));
+        let mut shown = url.clone();
+        if url.password().is_some() {
+            let _ = shown.set_password(Some("***"));
+        }
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        Ok(RtspUrl { url, credentials, display: shown.to_string() })
+    }
+}
+
+/// Turns a camera's compressed pictures into RGB. OpenH264 here; another
+/// codec or a hardware decoder would be another implementation.
+pub trait Decoder {
+    /// Feed one access unit (Annex B); the picture's size when one is
+    /// complete, its pixels then in [`Decoder::rgb`].
+    fn decode(&mut self, access_unit: &[u8]) -> Result<Option<(u32, u32)>>;
+    /// The last picture, packed RGB8.
+    fn rgb(&self) -> &[u8];
+}
+
+struct OpenH264 {
+    decoder: openh264::decoder::Decoder,
+    rgb: Vec<u8>,
+}
+
+impl OpenH264 {
+    fn new() -> Result<OpenH264> {
+        Ok(OpenH264 { decoder: openh264::decoder::Decoder::new().context("cannot start the H.264 decoder")?, rgb: Vec::new() })
+    }
+}
+
+impl Decoder for OpenH264 {
+    fn decode(&mut self, access_unit: &[u8]) -> Result<Option<(u32, u32)>> {
+        use openh264::formats::YUVSource;
+        let Some(yuv) = self.decoder.decode(access_unit).map_err(|e| anyhow!("H.264: {e}"))? else { return Ok(None) };
+        let (w, h) = yuv.dimensions();
+        self.rgb.resize(w * h * 3, 0);
+        yuv.write_rgb8(&mut self.rgb);
+        Ok(Some((w as u32, h as u32)))
+    }
+
+    fn rgb(&self) -> &[u8] {
+        &self.rgb
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    Jpeg,
+    H264,
+}
+
+struct Playing {
+    demuxed: retina::client::Demuxed,
+    codec: Codec,
+}
+
+pub struct Rtsp {
+    url: RtspUrl,
+    runtime: tokio::runtime::Runtime,
+    playing: Option<Playing>,
+    decoder: Option<Box<dyn Decoder>>,
+    /// A frame read while opening, captured next.
+    pending: Option<Bytes>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Rtsp {
+    pub fn new(url: RtspUrl, stop: Arc<AtomicBool>) -> Result<Rtsp> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        Ok(Rtsp { url, runtime, playing: None, decoder: None, pending: None, stop })
+    }
+
+    fn connect(&mut self) -> Result<Playing> {
+        let url = self.url.clone();
+        self.runtime.block_on(async move {
+            tokio::time::timeout(OPEN_TIMEOUT, start(&url)).await.map_err(|_| anyhow!("no answer within {OPEN_TIMEOUT:?}"))?
+        })
+    }
+
+    /// The next video access unit's bytes.
+    fn next_frame(&mut self) -> Result<Bytes> {
+        if let Some(f) = self.pending.take() {
+            return Ok(f);
+        }
+        if self.playing.is_none() {
+            self.playing = Some(self.connect()?);
+        }
+        let (playing, runtime, stop) = (self.playing.as_mut().expect("connected above"), &self.runtime, &self.stop);
+        let started = Instant::now();
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                bail!("stopping");
+            }
+            match runtime.block_on(async { tokio::time::timeout(STOP_CHECK, playing.demuxed.next()).await }) {
+                Err(_) if started.elapsed() > NO_DATA_TIMEOUT => bail!("no video for {NO_DATA_TIMEOUT:?}"),
+                Err(_) => {}
+                Ok(None) => bail!("the camera ended the session"),
+                Ok(Some(Err(e))) => bail!("RTSP: {e}"),
+                Ok(Some(Ok(CodecItem::VideoFrame(f)))) => return Ok(Bytes::from(f.into_data())),
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    /// End the session. retina sends TEARDOWN from a task on this runtime
+    /// (it runs while the source next waits on the runtime), so the session
+    /// must be dropped inside it.
+    fn hang_up(&mut self) {
+        let _inside = self.runtime.enter();
+        self.playing = None;
+        self.pending = None;
+    }
+
+    fn codec(&self) -> Codec {
+        self.playing.as_ref().map_or(Codec::Jpeg, |p| p.codec)
+    }
+
+    /// The size of the picture in `frame`, for an H.264 camera (None until
+    /// the decoder has one: after a keyframe).
+    fn decode(&mut self, frame: &[u8]) -> Result<Option<(u32, u32)>> {
+        if self.decoder.is_none() {
+            self.decoder = Some(Box::new(OpenH264::new()?));
+        }
+        self.decoder.as_mut().expect("made above").decode(frame)
+    }
+}
+
+/// DESCRIBE, SETUP the first video stream we can show, PLAY.
+async fn start(url: &RtspUrl) -> Result<Playing> {
+    let creds = url.credentials.as_ref().map(|(username, password)| retina::client::Credentials {
+        username: username.clone(),
+        password: password.clone(),
+    });
+    let options = SessionOptions::default().creds(creds).user_agent(concat!("framewire/", env!("CARGO_PKG_VERSION")).to_string());
+    let mut session = Session::describe(url.url.clone(), options).await.map_err(|e| anyhow!("DESCRIBE: {e}"))?;
+    let found = session.streams().iter().enumerate().find_map(|(i, s)| {
+        let codec = match (s.media(), s.encoding_name()) {
+            ("video", "jpeg") => Codec::Jpeg,
+            ("video", "h264") => Codec::H264,
+            _ => return None,
+        };
+        Some((i, codec))
+    });
+    let Some((i, codec)) = found else {
+        let offered: Vec<String> = session.streams().iter().map(|s| format!("{}/{}", s.media(), s.encoding_name())).collect();
+        bail!("no JPEG or H.264 video among the camera's streams ({})", offered.join(", "));
+    };
+    let setup = SetupOptions::default().transport(Transport::Tcp(Default::default())).frame_format(FrameFormat::SIMPLE);
+    session.setup(i, setup).await.map_err(|e| anyhow!("SETUP: {e}"))?;
+    let playing = session.play(PlayOptions::default()).await.map_err(|e| anyhow!("PLAY: {e}"))?;
+    let demuxed = playing.demuxed().map_err(|e| anyhow!("{e}"))?;
+    Ok(Playing { demuxed, codec })
+}
+
+impl Source for Rtsp {
+    fn open(&mut self) -> Result<Opened> {
+        self.hang_up();
+        self.decoder = None;
+        self.playing = Some(self.connect()?);
+        // The first whole picture gives the size.
+        let deadline = Instant::now() + NO_DATA_TIMEOUT;
+        loop {
+            let frame = self.next_frame()?;
+            let size = match self.codec() {
+                Codec::Jpeg => framewire_core::jpeg::check_in_buffer(&frame).ok().map(|i| (i.width.into(), i.height.into())),
+                Codec::H264 => self.decode(&frame).ok().flatten(),
+            };
+            if let Some(size) = size {
+                let (codec, how) = match self.codec() {
+                    Codec::Jpeg => ("JPEG", "passed through"),
+                    Codec::H264 => ("H.264", "decoded and JPEG-encoded here while watched"),
+                };
+                if self.codec() == Codec::Jpeg {
+                    self.pending = Some(frame);
+                }
+                return Ok(Opened { size, format: format!("{codec} {}x{} from {}, {how}", size.0, size.1, self.url.display) });
+            }
+            if Instant::now() > deadline {
+                bail!("no whole picture from the camera within {NO_DATA_TIMEOUT:?}");
+            }
+        }
+    }
+
+    fn capture(&mut self) -> Result<Image<'_>> {
+        loop {
+            let frame = self.next_frame().inspect_err(|_| self.hang_up())?;
+            let captured = SystemTime::now();
+            match self.codec() {
+                Codec::Jpeg => return Ok(Image::Jpeg { jpeg: frame, captured }),
+                Codec::H264 => {
+                    // A picture that does not decode (lost packets, or before
+                    // the first keyframe after a reconnect) is skipped.
+                    if let Ok(Some(_)) = self.decode(&frame) {
+                        let pixels = self.decoder.as_ref().expect("decoded above").rgb();
+                        return Ok(Image::Rgb { pixels, captured });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Nobody watches: hang up; the next capture reconnects.
+    fn discard(&mut self) -> Result<bool> {
+        self.hang_up();
+        Ok(false)
+    }
+
+    fn close(&mut self) {
+        self.hang_up();
+    }
+}
+
+impl Drop for Rtsp {
+    fn drop(&mut self) {
+        self.hang_up();
+    }
+}
+

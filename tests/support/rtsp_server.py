@@ -1,0 +1,35 @@
+"""A local RTSP server for framewire's tests: GStreamer's (python3-gi and
+gir1.2-gst-rtsp-server-1.0), on 127.0.0.1 only, serving live test patterns
+as /jpeg (RFC 2435 JPEG, 320x240) and /h264 (Constrained Baseline,
+640x480, a keyframe every second). Prints "ready PORT" once listening.
+
+    /usr/bin/python3 rtsp_server.py [PORT]   # 0 or none: any free port
+"""
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+Gst.init(None)
+server = GstRtspServer.RTSPServer()
+server.set_address("127.0.0.1")
+server.set_service(sys.argv[1] if len(sys.argv) > 1 else "0")
+raw = "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width={w},height={h},framerate=15/1"
+streams = {
+    "/jpeg": raw.format(w=320, h=240) + " ! jpegenc ! rtpjpegpay name=pay0 pt=26",
+    "/h264": raw.format(w=640, h=480)
+    + " ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15"
+    + " ! video/x-h264,profile=constrained-baseline ! rtph264pay name=pay0 pt=96 config-interval=1",
+}
+mounts = server.get_mount_points()
+for path, launch in streams.items():
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch("( " + launch + " )")
+    factory.set_shared(True)
+    mounts.add_factory(path, factory)
+server.attach(None)
+print("ready", server.get_bound_port(), flush=True)
+GLib.MainLoop().run()
