@@ -1,7 +1,8 @@
 """A local RTSP server for framewire's tests: GStreamer's (python3-gi and
 gir1.2-gst-rtsp-server-1.0), on 127.0.0.1 only, serving live test patterns
-as /jpeg (RFC 2435 JPEG, 320x240) and /h264 (Constrained Baseline,
-640x480, a keyframe every second). Prints "ready PORT" once listening.
+as /jpeg (RFC 2435 JPEG, 320x240), /h264 (Constrained Baseline, 640x480, a
+keyframe every second) and /h264-720 (the same at 1280x720). Prints
+"ready PORT" once listening.
 
     /usr/bin/python3 rtsp_server.py [PORT]   # 0 or none: any free port
 """
@@ -24,6 +25,7 @@ streams = {
     + " ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15"
     + " ! video/x-h264,profile=constrained-baseline ! rtph264pay name=pay0 pt=96 config-interval=1",
 }
+streams["/h264-720"] = streams["/h264"].replace("width=640,height=480", "width=1280,height=720")
 mounts = server.get_mount_points()
 for path, launch in streams.items():
     factory = GstRtspServer.RTSPMediaFactory()
