@@ -40,7 +40,9 @@ fn http10_get(addr: &str, path: &str) -> String {
 
 #[test]
 fn bad_input_is_a_clear_error() {
-    fails_with(&["serve", "--camera", "x=rtsp://nowhere"], "unknown camera kind");
+    fails_with(&["serve", "--camera", "x=ftp://nowhere"], "unknown camera kind");
+    fails_with(&["serve", "--camera", "x=rtsp://127.0.0.1:1/cam", "--listen", "127.0.0.1:0"], "DESCRIBE");
+    fails_with(&["serve", "--camera", "x=http://u:pw@127.0.0.1:1/cam", "--listen", "127.0.0.1:0"], "x=http://u:***@127.0.0.1:1/cam: cannot connect");
     fails_with(&["serve", "--camera", "x=test:99999x1"], "out of range");
     fails_with(&["serve", "--camera", "justaname"], "NAME=SOURCE");
     fails_with(&["serve", "--camera", "usb=v4l:/dev/video63", "--listen", "127.0.0.1:0"], "/dev/video63");
