@@ -18,6 +18,7 @@
 //!   read timeout, so a stalled read stalls its own response and never the
 //!   HTTP thread's other connections.
 
+use crate::config::DEFAULT_MEDIA_READ_TIMEOUT_S;
 use crate::runtime::Ctx;
 use anyhow::Context;
 use bytes::Bytes;
@@ -148,7 +149,7 @@ fn read_via_stream(
     (fd, offset): (Resource<Descriptor>, u64),
 ) -> wasmtime::Result<(ReadViaStream,)> {
     let ctx = store.data_mut();
-    let read_timeout = ctx.media.as_ref().map_or(DEFAULT_READ_TIMEOUT, |m| m.0.read_timeout);
+    let read_timeout = ctx.media.as_ref().map_or(Duration::from_secs(DEFAULT_MEDIA_READ_TIMEOUT_S), |m| m.0.read_timeout);
     let table = &mut ctx.table;
     let file = match table.get(&fd)? {
         Descriptor::File(f) if f.open_mode.contains(OpenMode::READ) => f.file.clone(),
@@ -158,9 +159,6 @@ fn read_via_stream(
     let stream: DynInputStream = Box::new(FileStream::new(file, offset, read_timeout));
     Ok((Ok(table.push(stream)?),))
 }
-
-/// For a store without a media folder, which can open no file anyway.
-const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct FileStream {
     file: Arc<std::fs::File>,

@@ -15,6 +15,7 @@
 //! neither bandwidth nor its own CPU, and the first frame after is fresh.
 
 use super::source_tls::{Trust, client_config};
+use super::source_url::SourceUrl;
 use super::{Image, Opened, Source};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use bytes::Bytes;
@@ -35,58 +36,39 @@ const NO_DATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a wait for data looks at the stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(250);
 
-/// An `http://` or `https://` URL taken apart, credentials kept out of
-/// what is shown.
-#[derive(Clone)]
+/// An `http://` or `https://` URL taken apart for connecting.
+#[derive(Clone, PartialEq)]
 pub struct HttpUrl {
+    pub source: SourceUrl,
     pub tls: bool,
     /// The host alone, for TLS's server name.
     pub host: String,
     /// host:port, for connecting and for the Host header.
     pub authority: String,
     pub path: String,
-    pub credentials: Option<(String, String)>,
-    /// The URL without its password, for logs and the state page.
-    pub display: String,
 }
 
 impl std::fmt::Debug for HttpUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.display)
-    }
-}
-
-impl PartialEq for HttpUrl {
-    fn eq(&self, other: &Self) -> bool {
-        (self.tls, &self.authority, &self.path, &self.credentials) == (other.tls, &other.authority, &other.path, &other.credentials)
+        self.source.fmt(f)
     }
 }
 
 impl HttpUrl {
     pub fn parse(s: &str) -> Result<HttpUrl> {
-        let url = url::Url::parse(s).map_err(|e| anyhow!("bad URL: {e}"))?;
-        let tls = match url.scheme() {
-            "http" => false,
-            "https" => true,
-            other => bail!("unsupported scheme {other:?}; expected http:// or https://"),
-        };
+        let source = SourceUrl::parse(s, &["http", "https"])?;
+        let url = &source.url;
+        let tls = url.scheme() == "https";
         let host = url.host_str().context("URL without a host")?;
         let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
         let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
         let authority = authority.replace("[[", "[").replace("]]", "]");
-        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
-        let credentials = (!url.username().is_empty() || url.password().is_some())
-            .then(|| (decode(url.username()), decode(url.password().unwrap_or(""))));
-        let mut shown = url.clone();
-        if url.password().is_some() {
-            let _ = shown.set_password(Some("***"));
-        }
         let path = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_string(),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        Ok(HttpUrl { tls, host, authority, path, credentials, display: shown.to_string() })
+        Ok(HttpUrl { source, tls, host, authority, path })
     }
 }
 
@@ -122,7 +104,7 @@ impl HttpMjpeg {
                 .await
                 .map_err(|_| anyhow!("no answer within {CONNECT_TIMEOUT:?}"))??;
             let response = if response.status() == hyper::StatusCode::UNAUTHORIZED {
-                let (user, password) = url.credentials.as_ref().context("401: the camera wants a user and password in the URL")?;
+                let (user, password) = url.source.credentials.as_ref().context("401: the camera wants a user and password in the URL")?;
                 let authorization = answer_challenge(&response, &url.path, user, password)?;
                 tokio::time::timeout(CONNECT_TIMEOUT, request(&url, tls, Some(authorization)))
                     .await
@@ -241,7 +223,7 @@ impl Source for HttpMjpeg {
                 Ok(info) => {
                     self.stream.as_mut().expect("open").ready.push_front(part);
                     let size = (info.width.into(), info.height.into());
-                    return Ok(Opened { size, format: format!("MJPEG {}x{} from {}, passed through", size.0, size.1, self.url.display) });
+                    return Ok(Opened { size, format: format!("MJPEG {}x{} from {}, passed through", size.0, size.1, self.url.source.display) });
                 }
                 Err(_) if Instant::now() < deadline => continue,
                 Err(e) => bail!("no whole JPEG from the source within {NO_DATA_TIMEOUT:?}: {e}"),
@@ -273,11 +255,11 @@ mod tests {
     fn urls_keep_passwords_out_of_sight() {
         let u = HttpUrl::parse("http://admin:p%40ss@192.168.1.9:8081/video.cgi?res=hi").unwrap();
         assert_eq!((u.authority.as_str(), u.path.as_str()), ("192.168.1.9:8081", "/video.cgi?res=hi"));
-        assert_eq!(u.credentials, Some(("admin".into(), "p@ss".into())));
-        assert_eq!(u.display, "http://admin:***@192.168.1.9:8081/video.cgi?res=hi");
-        assert_eq!(format!("{u:?}"), u.display);
+        assert_eq!(u.source.credentials, Some(("admin".into(), "p@ss".into())));
+        assert_eq!(u.source.display, "http://admin:***@192.168.1.9:8081/video.cgi?res=hi");
+        assert_eq!(format!("{u:?}"), u.source.display);
         let u = HttpUrl::parse("http://cam.local/").unwrap();
-        assert_eq!((u.authority.as_str(), u.credentials), ("cam.local:80", None));
+        assert_eq!((u.authority.as_str(), u.source.credentials), ("cam.local:80", None));
         let u = HttpUrl::parse("http://[::1]:9000/s").unwrap();
         assert_eq!(u.authority, "[::1]:9000");
         let u = HttpUrl::parse("https://cam.local/s").unwrap();

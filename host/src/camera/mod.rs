@@ -5,6 +5,7 @@ mod draw;
 pub mod http;
 pub mod rtsp;
 pub mod source_tls;
+pub mod source_url;
 pub mod spec;
 mod synthetic;
 #[cfg(feature = "v4l")]
@@ -163,7 +164,7 @@ impl Runner {
                 return;
             }
         };
-        let mut open = match open_source(source.as_mut()) {
+        let mut open = match unpanicked(OPEN_PANICKED, || source.open()) {
             Ok(mode) => {
                 self.opened(mode);
                 let _ = opened.send(Ok(()));
@@ -197,11 +198,9 @@ impl Runner {
             open = true;
             was_live = true;
             let wanted = self.feed.wanted();
-            // A panicking source is a failed capture, not a dead camera.
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let result = unpanicked("camera source panicked", || {
                 if wanted { self.capture_one(source.as_mut()) } else { self.idle(source.as_mut()) }
-            }))
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("camera source panicked")));
+            });
             match result {
                 Ok(()) if !wanted => times.clear(),
                 Ok(()) => {
@@ -300,7 +299,7 @@ impl Runner {
                 }
                 std::thread::sleep((until - Instant::now().min(until)).min(Duration::from_millis(100)));
             }
-            match open_source(source) {
+            match unpanicked(OPEN_PANICKED, || source.open()) {
                 Ok(opened) => {
                     tracing::info!(camera = %self.feed.name, "reopened");
                     return Some(opened);
@@ -315,10 +314,12 @@ impl Runner {
     }
 }
 
-/// Open a source; a panic opening it is a failed open, not a dead camera.
-fn open_source(source: &mut dyn Source) -> Result<Opened> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.open()))
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("camera source panicked while opening")))
+const OPEN_PANICKED: &str = "camera source panicked while opening";
+
+/// Run a source's call; a panic in it (a buggy driver binding, say) is a
+/// failed open or capture, `why`, not a dead camera thread.
+fn unpanicked<T>(why: &str, call: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|_| Err(anyhow::anyhow!("{why}")))
 }
 
 /// A device's JPEG as published: checked whole (a broken one is dropped),

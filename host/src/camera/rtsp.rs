@@ -10,6 +10,7 @@
 //! Like every source, a failure ends the session and the capture thread
 //! reopens it with a backoff, showing "no signal" meanwhile.
 
+use super::source_url::SourceUrl;
 use super::{Image, Opened, Source};
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
@@ -26,47 +27,6 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 const NO_DATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a wait for a frame looks at the stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(250);
-
-/// An `rtsp://` URL, with its credentials apart and out of what is shown.
-#[derive(Clone)]
-pub struct RtspUrl {
-    /// Without credentials: what retina connects to.
-    pub url: url::Url,
-    pub credentials: Option<(String, String)>,
-    pub display: String,
-}
-
-impl std::fmt::Debug for RtspUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.display)
-    }
-}
-
-impl PartialEq for RtspUrl {
-    fn eq(&self, other: &Self) -> bool {
-        (&self.url, &self.credentials) == (&other.url, &other.credentials)
-    }
-}
-
-impl RtspUrl {
-    pub fn parse(s: &str) -> Result<RtspUrl> {
-        let mut url = url::Url::parse(s).map_err(|e| anyhow!("bad URL: {e}"))?;
-        if url.scheme() != "rtsp" {
-            bail!("unsupported scheme {:?}; expected rtsp://", url.scheme());
-        }
-        url.host_str().filter(|h| !h.is_empty()).context("URL without a host")?;
-        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
-        let credentials = (!url.username().is_empty() || url.password().is_some())
-            .then(|| (decode(url.username()), decode(url.password().unwrap_or(""))));
-        let mut shown = url.clone();
-        if url.password().is_some() {
-            let _ = shown.set_password(Some("***"));
-        }
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        Ok(RtspUrl { url, credentials, display: shown.to_string() })
-    }
-}
 
 /// Turns a camera's compressed pictures into RGB. OpenH264 here; another
 /// codec or a hardware decoder would be another implementation.
@@ -116,7 +76,7 @@ struct Playing {
 }
 
 pub struct Rtsp {
-    url: RtspUrl,
+    url: SourceUrl,
     runtime: tokio::runtime::Runtime,
     playing: Option<Playing>,
     decoder: Option<Box<dyn Decoder>>,
@@ -126,7 +86,7 @@ pub struct Rtsp {
 }
 
 impl Rtsp {
-    pub fn new(url: RtspUrl, stop: Arc<AtomicBool>) -> Result<Rtsp> {
+    pub fn new(url: SourceUrl, stop: Arc<AtomicBool>) -> Result<Rtsp> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         Ok(Rtsp { url, runtime, playing: None, decoder: None, pending: None, stop })
     }
@@ -187,7 +147,7 @@ impl Rtsp {
 }
 
 /// DESCRIBE, SETUP the first video stream we can show, PLAY.
-async fn start(url: &RtspUrl) -> Result<Playing> {
+async fn start(url: &SourceUrl) -> Result<Playing> {
     let creds = url.credentials.as_ref().map(|(username, password)| retina::client::Credentials {
         username: username.clone(),
         password: password.clone(),

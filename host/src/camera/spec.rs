@@ -31,7 +31,7 @@ pub enum Kind {
     Test,
     V4l { index: u32 },
     Http { url: super::http::HttpUrl },
-    Rtsp { url: super::rtsp::RtspUrl },
+    Rtsp { url: super::source_url::SourceUrl },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,7 +71,7 @@ impl CameraSpec {
             valid_camera_name(name),
             "camera name {name:?}: use 1-64 letters, digits, '-' or '_'"
         );
-        let shown = shown_source(source);
+        let shown = super::source_url::redact(source);
         Self::parse_source(name, source, &shown).with_context(|| format!("camera {name}={shown}"))
     }
 
@@ -100,7 +100,7 @@ impl CameraSpec {
                 ""
             }
             "rtsp" => {
-                spec.kind = Kind::Rtsp { url: super::rtsp::RtspUrl::parse(main)? };
+                spec.kind = Kind::Rtsp { url: super::source_url::SourceUrl::parse(main, &["rtsp"])? };
                 ""
             }
             "v4l" => {
@@ -164,20 +164,6 @@ impl CameraSpec {
             spec.fps
         );
         Ok(spec)
-    }
-}
-
-/// The source with a URL's password replaced by `***`.
-fn shown_source(source: &str) -> String {
-    let (main, options) = source.split_once(',').map_or((source, None), |(m, o)| (m, Some(o)));
-    let main = match (super::http::HttpUrl::parse(main), super::rtsp::RtspUrl::parse(main)) {
-        (Ok(url), _) if url.credentials.is_some() => url.display,
-        (_, Ok(url)) if url.credentials.is_some() => url.display,
-        _ => main.to_string(),
-    };
-    match options {
-        Some(o) => format!("{main},{o}"),
-        None => main,
     }
 }
 
