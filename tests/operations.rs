@@ -8,22 +8,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// `/metrics` parsed: series (name with labels, as written) to value.
-async fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
-    let r = get(addr, "/metrics").await.unwrap();
-    assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
-    let text = String::from_utf8(r.body.to_vec()).unwrap();
-    assert!(text.ends_with("# EOF\n"), "{text}");
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| {
-            let (series, value) = l.rsplit_once(' ').unwrap();
-            (series.to_string(), value.parse().unwrap())
-        })
-        .collect()
-}
-
 /// Scrape until `cond` holds (responses are counted when they end, which
 /// for a stream is when the server notices its client has gone).
 async fn scrape_until(addr: SocketAddr, what: &str, cond: impl Fn(&HashMap<String, f64>) -> bool) -> HashMap<String, f64> {
@@ -38,9 +22,6 @@ async fn scrape_until(addr: SocketAddr, what: &str, cond: impl Fn(&HashMap<Strin
     }
 }
 
-fn value(m: &HashMap<String, f64>, series: &str) -> f64 {
-    m.get(series).copied().unwrap_or(0.0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_responses_cameras_swaps_refusals_and_instances() {
@@ -56,8 +37,8 @@ async fn metrics_count_responses_cameras_swaps_refusals_and_instances() {
     .unwrap();
     let addr = server.addr;
     let before = scrape(addr).await;
-    assert_eq!(value(&before, "framewire_camera_target_fps{camera=\"cam\"}"), 20.0);
-    assert!(value(&before, "process_resident_memory_bytes") > 1e6 && value(&before, "process_threads") >= 2.0, "{before:#?}");
+    assert_eq!(series_value(&before, "framewire_camera_target_fps{camera=\"cam\"}"), 20.0);
+    assert!(series_value(&before, "process_resident_memory_bytes") > 1e6 && series_value(&before, "process_threads") >= 2.0, "{before:#?}");
 
     let mut snapshot_bytes = 0;
     for _ in 0..2 {
@@ -80,8 +61,8 @@ async fn metrics_count_responses_cameras_swaps_refusals_and_instances() {
     let (refused, _) = read_stream(addr, "/stream", Duration::from_millis(1)).await.unwrap();
     assert_eq!(refused.status, 429);
     let m = scrape(addr).await;
-    assert!(value(&m, "framewire_instances_in_use") >= 1.0, "{m:#?}");
-    assert!(value(&m, "framewire_camera_viewers{camera=\"cam\"}") >= 1.0);
+    assert!(series_value(&m, "framewire_instances_in_use") >= 1.0, "{m:#?}");
+    assert!(series_value(&m, "framewire_camera_viewers{camera=\"cam\"}") >= 1.0);
     drop(body);
 
     // A swap refused (not a component) and one taken.
@@ -94,23 +75,23 @@ async fn metrics_count_responses_cameras_swaps_refusals_and_instances() {
     framewire::admin::swap_command(&admin, "mjpeg", &good).await.unwrap();
 
     let m = scrape_until(addr, "the stream counted as ended and its instance gone", |m| {
-        value(m, "framewire_http_requests_total{route=\"mjpeg\",status=\"200\"}") >= 3.0
-            && value(m, "framewire_instances_in_use") == 0.0
+        series_value(m, "framewire_http_requests_total{route=\"mjpeg\",status=\"200\"}") >= 3.0
+            && series_value(m, "framewire_instances_in_use") == 0.0
     })
     .await;
-    assert_eq!(value(&m, "framewire_http_requests_total{route=\"files\",status=\"206\"}"), 1.0);
-    assert_eq!(value(&m, "framewire_http_requests_total{route=\"page\",status=\"404\"}"), 1.0);
-    assert_eq!(value(&m, "framewire_http_requests_total{route=\"host\",status=\"429\"}"), 1.0);
-    assert_eq!(value(&m, "framewire_http_response_body_bytes_total{route=\"files\"}"), 100.0);
-    assert!(value(&m, "framewire_http_response_body_bytes_total{route=\"mjpeg\"}") >= received as f64);
-    assert_eq!(value(&m, "framewire_http_response_head_seconds_count{route=\"mjpeg\"}"), 3.0);
-    assert_eq!(value(&m, "framewire_refused_requests_total{reason=\"client_streams\"}"), 1.0);
-    assert_eq!(value(&m, "framewire_component_swaps_total{route=\"mjpeg\",result=\"refused\"}"), 1.0);
-    assert_eq!(value(&m, "framewire_component_swaps_total{route=\"mjpeg\",result=\"ok\"}"), 1.0);
-    assert!(value(&m, "framewire_camera_frames_encoded_total{camera=\"cam\"}") >= 1.0);
+    assert_eq!(series_value(&m, "framewire_http_requests_total{route=\"files\",status=\"206\"}"), 1.0);
+    assert_eq!(series_value(&m, "framewire_http_requests_total{route=\"page\",status=\"404\"}"), 1.0);
+    assert_eq!(series_value(&m, "framewire_http_requests_total{route=\"host\",status=\"429\"}"), 1.0);
+    assert_eq!(series_value(&m, "framewire_http_response_body_bytes_total{route=\"files\"}"), 100.0);
+    assert!(series_value(&m, "framewire_http_response_body_bytes_total{route=\"mjpeg\"}") >= received as f64);
+    assert_eq!(series_value(&m, "framewire_http_response_head_seconds_count{route=\"mjpeg\"}"), 3.0);
+    assert_eq!(series_value(&m, "framewire_refused_requests_total{reason=\"client_streams\"}"), 1.0);
+    assert_eq!(series_value(&m, "framewire_component_swaps_total{route=\"mjpeg\",result=\"refused\"}"), 1.0);
+    assert_eq!(series_value(&m, "framewire_component_swaps_total{route=\"mjpeg\",result=\"ok\"}"), 1.0);
+    assert!(series_value(&m, "framewire_camera_frames_encoded_total{camera=\"cam\"}") >= 1.0);
     // The two snapshots and the stream's first frame at least.
-    assert!(value(&m, "framewire_camera_bytes_sent_total{camera=\"cam\"}") > snapshot_bytes as f64);
-    assert!(value(&m, "process_cpu_seconds_total") > 0.0);
+    assert!(series_value(&m, "framewire_camera_bytes_sent_total{camera=\"cam\"}") > snapshot_bytes as f64);
+    assert!(series_value(&m, "process_cpu_seconds_total") > 0.0);
 }
 
 /// The access log's lines, once it has at least `n`.
@@ -337,11 +318,11 @@ async fn a_burst_of_connections_is_shared_by_the_http_threads() {
     let series = |t: u32| format!("framewire_http_connections{{thread=\"{t}\"}}");
     // The scrape's own connection makes 13.
     let m = scrape(addr).await;
-    let per: Vec<f64> = (0..3).map(|t| value(&m, &series(t))).collect();
+    let per: Vec<f64> = (0..3).map(|t| series_value(&m, &series(t))).collect();
     assert_eq!(per.iter().sum::<f64>(), 13.0, "{per:?}");
     assert!(per.iter().all(|&n| (4.0..=5.0).contains(&n)), "connections per thread: {per:?}");
     drop(held);
-    scrape_until(addr, "closed connections counted down", |m| (0..3).map(|t| value(m, &series(t))).sum::<f64>() == 1.0).await;
+    scrape_until(addr, "closed connections counted down", |m| (0..3).map(|t| series_value(m, &series(t))).sum::<f64>() == 1.0).await;
 }
 
 /// Run futures concurrently, results in order.

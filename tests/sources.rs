@@ -161,10 +161,6 @@ async fn some_jpegs(n: usize) -> Vec<Vec<u8>> {
     out
 }
 
-fn scrape_value(text: &str, series: &str) -> f64 {
-    text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ip_camera_with_digest_is_passed_through_reconnected_and_recovered() {
     let frames = Arc::new(some_jpegs(8).await);
@@ -203,9 +199,9 @@ async fn an_ip_camera_with_digest_is_passed_through_reconnected_and_recovered() 
         assert!(seen.heads.iter().all(|h| !h.contains("s3cret") && !h.to_ascii_lowercase().contains("basic")), "{:?}", seen.heads);
         assert!(seen.streams >= 2, "the dropped stream was not reconnected: {} streams", seen.streams);
     }
-    let metrics = String::from_utf8_lossy(&get(addr, "/metrics").await.unwrap().body).into_owned();
-    assert!(scrape_value(&metrics, "framewire_camera_reconnects_total{camera=\"ip\"}") >= 1.0, "{metrics}");
-    assert!(scrape_value(&metrics, "framewire_camera_frames_passed_through_total{camera=\"ip\"}") >= 5.0, "{metrics}");
+    let metrics = scrape(addr).await;
+    assert!(series_value(&metrics, "framewire_camera_reconnects_total{camera=\"ip\"}") >= 1.0, "{metrics:#?}");
+    assert!(series_value(&metrics, "framewire_camera_frames_passed_through_total{camera=\"ip\"}") >= 5.0, "{metrics:#?}");
 
     // The camera goes away: no signal, with the reason; viewers stay.
     let (cam_addr, seen) = cam.stop();

@@ -28,6 +28,24 @@ fn serve(args: &[&str]) -> (Child, BufReader<ChildStdout>) {
     (child, out)
 }
 
+/// `framewire serve` on a small test camera, caching in `cache`, started by
+/// a shell after `limit` (a `ulimit`); with its first line of output (the
+/// URL, if it came up) and stderr kept.
+fn serve_limited(limit: &str, cache: &std::path::Path) -> (Child, String) {
+    let script = format!(r#"{limit}; exec "$0" serve --listen 127.0.0.1:0 --admin off --camera t=test:64x48@5 --cache-dir "$1""#);
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .arg(env!("CARGO_BIN_EXE_framewire"))
+        .arg(cache)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    (child, line)
+}
+
 /// A plain HTTP/1.0 GET over a socket, no client library; the whole answer.
 fn http10_get(addr: &str, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -328,16 +346,7 @@ fn a_compile_cache_that_cannot_be_written_is_survived() {
     // are megabytes.
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let mut child = Command::new("sh")
-        .args(["-c", r#"trap '' XFSZ; ulimit -f 128; exec "$0" serve --listen 127.0.0.1:0 --admin off --camera t=test:64x48@5 --cache-dir "$1""#])
-        .arg(env!("CARGO_BIN_EXE_framewire"))
-        .arg(&cache)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let (mut child, line) = serve_limited("trap '' XFSZ; ulimit -f 128", &cache);
     let addr = line.trim().strip_prefix("framewire listening on http://").unwrap().to_string();
     let snapshot = http10_get(&addr, "/snapshot");
     let page = http10_get(&addr, "/");
@@ -357,16 +366,7 @@ fn a_small_address_space_gets_a_smaller_instance_pool_not_a_failed_start() {
     // virtual address bits: the default pool of 2048 instances reserves
     // ~200 GiB. The server starts with what fits, says so, and serves.
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new("sh")
-        .args(["-c", r#"ulimit -v 62914560; exec "$0" serve --listen 127.0.0.1:0 --admin off --camera t=test:64x48@5 --cache-dir "$1""#])
-        .arg(env!("CARGO_BIN_EXE_framewire"))
-        .arg(dir.path().join("cache"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let (mut child, line) = serve_limited("ulimit -v 62914560", &dir.path().join("cache"));
     let addr = line.trim().strip_prefix("framewire listening on http://").map(str::to_string);
     let snapshot = addr.as_deref().map(|a| http10_get(a, "/snapshot"));
     let _ = child.kill();

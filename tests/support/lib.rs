@@ -13,6 +13,7 @@ use bytes::Bytes;
 use framewire::config::{Config, ServeArgs};
 use framewire_core::mjpeg::{Parser, Part};
 use http_body_util::{BodyExt, Empty};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -222,3 +223,24 @@ pub fn rss_bytes() -> u64 {
 /// A component that traps, loops or allocates without bound, by path
 /// (`…/trap`, `…/loop`, `…/alloc`; anything else answers "ok").
 pub const MISBEHAVE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/framewire_fixture_misbehave.wasm"));
+
+/// `/metrics` parsed: series (name with labels, as written) to value.
+pub async fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
+    let r = get(addr, "/metrics").await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            (series.to_string(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+/// A series' value in a scrape (0 if absent).
+pub fn series_value(m: &HashMap<String, f64>, series: &str) -> f64 {
+    m.get(series).copied().unwrap_or(0.0)
+}
