@@ -9,13 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
 FRAMEWIRE="${FRAMEWIRE:-target/release/framewire}"
-work=$(mktemp -d /tmp/framewire-ranges.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/lib.sh
+bench_setup ranges
 
 mkdir -p "$work/media" "$work/nginx"
 chmod 755 "$work" "$work/media"
@@ -65,15 +60,6 @@ download() { # best of three, bytes/s
         (( s > best )) && best=$s
     done
     echo "$best"
-}
-# CPU seconds (user + system) used so far by these processes.
-cpu_of() {
-    local total=0 pid
-    for pid in "$@"; do
-        # Fields 14 and 15 of /proc/PID/stat, after the ")" ending the name.
-        total=$(awk -v t="$total" '{ sub(/.*\) /, ""); print t + $12 + $13 }' "/proc/$pid/stat")
-    done
-    echo "scale=3; $total / $(getconf CLK_TCK)" | bc
 }
 check_range() { # one random range must come back as 206 with 64 KiB
     local got

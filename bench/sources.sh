@@ -12,13 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FRAMEWIRE="${FRAMEWIRE:-target/release/framewire}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
-work=$(mktemp -d /tmp/framewire-sources.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/lib.sh
+bench_setup sources
 
 /usr/bin/python3 tests/support/rtsp_server.py 0 >"$work/rtsp.out" 2>"$work/rtsp.err" &
 pids+=($!)
@@ -32,9 +27,6 @@ pids+=($!)
 for _ in $(seq 100); do grep -q 'listening on' "$work/up.out" && break; sleep 0.1; done
 up=$(sed -n 's/^framewire listening on http:\/\///p' "$work/up.out")
 
-cpu_seconds() { # user + system of a process
-    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.3f\n", ($12 + $13) / hz }' "/proc/$1/stat"
-}
 captured() { # frames_captured of camera `cam`
     curl -sf "http://$1/cameras/cam/snapshot" -o /dev/null
     curl -sf "http://$1/api/state" | python3 -c 'import json,sys; print([c for c in json.load(sys.stdin)["cameras"] if c["name"]=="cam"][0]["frames_captured"])'
@@ -52,9 +44,9 @@ run() { # label spec
     curl -s --max-time $((SECONDS_PER_RUN + 5)) "http://$addr/cameras/cam/stream" -o /dev/null &
     local viewer=$!
     sleep 3
-    c0=$(cpu_seconds "$pid"); f0=$(captured "$addr")
+    c0=$(cpu_of "$pid"); f0=$(captured "$addr")
     sleep "$SECONDS_PER_RUN"
-    c1=$(cpu_seconds "$pid"); f1=$(captured "$addr")
+    c1=$(cpu_of "$pid"); f1=$(captured "$addr")
     kill "$viewer" "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     local frames=$((f1 - f0))
