@@ -213,6 +213,11 @@ impl FileStream {
     }
 }
 
+/// A pool read that ended without an answer (its task was dropped).
+fn lost() -> std::io::Error {
+    std::io::Error::other("media read lost")
+}
+
 /// One `preadv2` with `RWF_NOWAIT` into `buf`'s spare capacity: data the
 /// page cache holds, or `EAGAIN` (or `EOPNOTSUPP` where the filesystem cannot
 /// tell) without waiting.
@@ -249,7 +254,8 @@ impl InputStream for FileStream {
                 Err(tokio::sync::oneshot::error::TryRecvError::Empty) if Instant::now() < *deadline => Ok(Bytes::new()),
                 Err(tokio::sync::oneshot::error::TryRecvError::Empty) => Err(self.stalled()),
                 Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
-                    Err(StreamError::LastOperationFailed(wasmtime::format_err!("media read lost")))
+                    self.pending = None;
+                    self.finish(Err(lost()))
                 }
             };
         }
@@ -260,11 +266,7 @@ impl InputStream for FileStream {
         if !self.no_nowait {
             let mut buf = Vec::with_capacity(size);
             match read_nowait(&self.file, &mut buf, self.position) {
-                Ok(0) => return Err(StreamError::Closed),
-                Ok(n) => {
-                    self.position += n as u64;
-                    return Ok(Bytes::from(buf));
-                }
+                Ok(_) => return self.finish(Ok(buf)),
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => self.no_nowait = true,
                 Err(e) => return Err(StreamError::LastOperationFailed(e.into())),
@@ -285,7 +287,7 @@ impl wasmtime_wasi_io::poll::Pollable for FileStream {
         match tokio::time::timeout_at(deadline.into(), rx).await {
             Ok(read) => {
                 self.pending = None;
-                self.done = Some(read.unwrap_or_else(|_| Err(std::io::Error::other("media read lost"))));
+                self.done = Some(read.unwrap_or_else(|_| Err(lost())));
             }
             // `read` now finds the deadline passed.
             Err(_) => {}
