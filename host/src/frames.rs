@@ -145,6 +145,8 @@ pub struct Feed {
     pub stats: Stats,
     /// Capture even with nobody watching (the camera spec's `always-on`).
     pub always_on: bool,
+    /// The camera's recorder, if it records.
+    pub recording: std::sync::OnceLock<Arc<crate::record::State>>,
     demand: Demand,
     tx: watch::Sender<Option<Arc<Frame>>>,
 }
@@ -159,6 +161,7 @@ impl Feed {
             target_fps,
             stats,
             always_on,
+            recording: std::sync::OnceLock::new(),
             demand: Demand::default(),
             tx: watch::Sender::new(None),
         })

@@ -21,6 +21,7 @@ pub mod frames;
 pub mod guard;
 pub mod guest;
 pub mod relay;
+pub mod record;
 pub mod reply;
 pub mod routes;
 pub mod runtime;

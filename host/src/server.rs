@@ -80,7 +80,7 @@ impl Default for HttpLimits {
 
 impl App {
     pub fn new(config: &Config) -> Result<Arc<App>> {
-        let cameras = Cameras::start(&config.cameras)?;
+        let cameras = Cameras::start(&config.cameras, config.media.as_deref())?;
         let runtime = Runtime::with_options(HostInfo::new(cameras.feeds.clone()), config.runtime.clone())?;
         let routes = Routes::load(&runtime, &config.routes, config.media.as_deref(), config.media_read_timeout)?;
         let http = &config.http;

@@ -12,8 +12,9 @@ mod synthetic;
 mod v4l;
 
 use crate::encode;
+use crate::record;
 use crate::frames::{FRESH, Feed, Feeds, Status};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use spec::{CameraSpec, Kind};
 use std::collections::VecDeque;
@@ -52,6 +53,14 @@ pub trait Source {
         Ok(false)
     }
     fn close(&mut self) {}
+    /// The camera records: a source with compressed video of its own
+    /// (H.264) hands it to `sink` as it arrives, and then records itself.
+    fn record_into(&mut self, _sink: record::Sink) {}
+    /// Whether the source records itself now (see [`Source::record_into`]);
+    /// otherwise every published frame is handed to the recorder.
+    fn records_itself(&self) -> bool {
+        false
+    }
 }
 
 fn make_source(spec: &CameraSpec, stop: &Arc<AtomicBool>) -> Result<Box<dyn Source>> {
@@ -79,21 +88,40 @@ pub struct Cameras {
     pub feeds: Arc<Feeds>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// Dropped after the camera threads, so each finishes its file.
+    recorders: Vec<record::Recorder>,
 }
 
 impl Cameras {
     /// Open every camera and start capturing. A camera that cannot be
     /// opened keeps retrying in the background, unless none can be opened:
-    /// then this fails, naming each device and its error.
-    pub fn start(specs: &[CameraSpec]) -> Result<Cameras> {
+    /// then this fails, naming each device and its error. Cameras that
+    /// record do so into `media` (see [`crate::record`]).
+    pub fn start(specs: &[CameraSpec], media: Option<&std::path::Path>) -> Result<Cameras> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut feeds = Vec::new();
         let mut threads = Vec::new();
         let mut opened = Vec::new();
+        // Recorders first: a folder that cannot be written fails start-up
+        // before any camera runs.
+        let mut recorders = Vec::new();
         for spec in specs {
+            recorders.push(match &spec.record {
+                Some(r) => {
+                    let media = media.with_context(|| format!("camera {} records, but there is no media folder to record into", spec.name))?;
+                    Some(record::Recorder::start(media, &spec.name, r.clone(), spec.fps)?)
+                }
+                None => None,
+            });
+        }
+        for (spec, recorder) in specs.iter().zip(&recorders) {
             let feed = Feed::new(&spec.name, &spec.source, (spec.width, spec.height), spec.fps, spec.always_on);
+            if let Some(r) = recorder {
+                let _ = feed.recording.set(r.state().clone());
+            }
+            let sink = recorder.as_ref().map(|r| r.sink.clone());
             let (tx, rx) = std::sync::mpsc::channel();
-            let runner = Runner { feed: feed.clone(), stop: stop.clone(), size: (spec.width, spec.height) };
+            let runner = Runner { feed: feed.clone(), stop: stop.clone(), size: (spec.width, spec.height), sink, records_itself: false };
             let spec2 = spec.clone();
             // Sources are made on their own thread: device handles need not be Send.
             threads.push(
@@ -104,7 +132,8 @@ impl Cameras {
             feeds.push(feed);
             opened.push(rx);
         }
-        let cams = Cameras { feeds: Arc::new(Feeds::new(feeds)), stop, threads };
+        let recorders = recorders.into_iter().flatten().collect();
+        let cams = Cameras { feeds: Arc::new(Feeds::new(feeds)), stop, threads, recorders };
         let mut errors = Vec::new();
         for (spec, rx) in specs.iter().zip(opened) {
             match rx.recv_timeout(OPEN_TIMEOUT) {
@@ -132,6 +161,7 @@ impl Drop for Cameras {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        self.recorders.clear();
     }
 }
 
@@ -148,6 +178,10 @@ struct Runner {
     feed: Arc<Feed>,
     stop: Arc<AtomicBool>,
     size: (u32, u32),
+    /// Where frames go to be recorded, if the camera records.
+    sink: Option<record::Sink>,
+    /// The source hands its own compressed video to the recorder.
+    records_itself: bool,
 }
 
 impl Runner {
@@ -157,7 +191,12 @@ impl Runner {
 
     fn run(mut self, spec: CameraSpec, opened: std::sync::mpsc::Sender<Result<(), String>>) {
         let mut source = match make_source(&spec, &self.stop) {
-            Ok(s) => s,
+            Ok(mut s) => {
+                if let Some(sink) = &self.sink {
+                    s.record_into(sink.clone());
+                }
+                s
+            }
             Err(e) => {
                 self.feed.stats.set_health(Status::Failed, Some(format!("{e:#}")));
                 let _ = opened.send(Err(format!("{e:#}")));
@@ -166,7 +205,7 @@ impl Runner {
         };
         let mut open = match unpanicked(OPEN_PANICKED, || source.open()) {
             Ok(mode) => {
-                self.opened(mode);
+                self.opened(mode, source.as_ref());
                 let _ = opened.send(Ok(()));
                 true
             }
@@ -189,7 +228,7 @@ impl Runner {
                 match self.recover(source.as_mut(), status) {
                     Some(opened) => {
                         self.feed.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                        self.opened(opened)
+                        self.opened(opened, source.as_ref())
                     }
                     None => break,
                 }
@@ -197,7 +236,8 @@ impl Runner {
             }
             open = true;
             was_live = true;
-            let wanted = self.feed.wanted();
+            // A recorder fed with published frames keeps the camera capturing.
+            let wanted = self.feed.wanted() || (self.sink.is_some() && !self.records_itself);
             let result = unpanicked("camera source panicked", || {
                 if wanted { self.capture_one(source.as_mut()) } else { self.idle(source.as_mut()) }
             });
@@ -228,8 +268,9 @@ impl Runner {
         source.close();
     }
 
-    fn opened(&mut self, opened: Opened) {
+    fn opened(&mut self, opened: Opened, source: &dyn Source) {
         tracing::info!(camera = %self.feed.name, "{}", opened.format);
+        self.records_itself = source.records_itself();
         self.size = opened.size;
         self.feed.stats.set_size(opened.size);
         self.feed.stats.set_format(opened.format);
@@ -260,6 +301,9 @@ impl Runner {
             stats.set_health(Status::Live, None);
         }
         stats.bytes_published.fetch_add(jpeg.len() as u64, Ordering::Relaxed);
+        if let Some(sink) = self.sink.as_mut().filter(|_| !self.records_itself) {
+            sink.send(record::Input::Jpeg { jpeg: jpeg.clone(), captured });
+        }
         self.feed.publish(jpeg, size, captured, false);
         Ok(())
     }

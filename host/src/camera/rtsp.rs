@@ -73,6 +73,8 @@ enum Codec {
 struct Playing {
     demuxed: retina::client::Demuxed,
     codec: Codec,
+    /// The video stream's index in the session.
+    stream: usize,
 }
 
 pub struct Rtsp {
@@ -83,12 +85,15 @@ pub struct Rtsp {
     /// A frame read while opening, captured next.
     pending: Option<Bytes>,
     stop: Arc<AtomicBool>,
+    /// The camera records: H.264 goes here as it arrives, never decoded
+    /// for it.
+    record: Option<crate::record::Sink>,
 }
 
 impl Rtsp {
     pub fn new(url: SourceUrl, stop: Arc<AtomicBool>) -> Result<Rtsp> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        Ok(Rtsp { url, runtime, playing: None, decoder: None, pending: None, stop })
+        Ok(Rtsp { url, runtime, playing: None, decoder: None, pending: None, stop, record: None })
     }
 
     fn connect(&mut self) -> Result<Playing> {
@@ -107,6 +112,7 @@ impl Rtsp {
             self.playing = Some(self.connect()?);
         }
         let (playing, runtime, stop) = (self.playing.as_mut().expect("connected above"), &self.runtime, &self.stop);
+        let record = self.record.as_mut().filter(|_| playing.codec == Codec::H264);
         let started = Instant::now();
         loop {
             if stop.load(Ordering::Relaxed) {
@@ -117,7 +123,19 @@ impl Rtsp {
                 Err(_) => {}
                 Ok(None) => bail!("the camera ended the session"),
                 Ok(Some(Err(e))) => bail!("RTSP: {e}"),
-                Ok(Some(Ok(CodecItem::VideoFrame(f)))) => return Ok(Bytes::from(f.into_data())),
+                Ok(Some(Ok(CodecItem::VideoFrame(f)))) => {
+                    let (pts, key) = (f.timestamp().elapsed(), f.is_random_access_point());
+                    let data = Bytes::from(f.into_data());
+                    if let Some(sink) = record {
+                        let size = match playing.demuxed.streams()[playing.stream].parameters() {
+                            Some(retina::codec::ParametersRef::Video(v)) => v.pixel_dimensions(),
+                            _ => (0, 0),
+                        };
+                        let captured = SystemTime::now();
+                        sink.send(crate::record::Input::H264 { annexb: data.clone(), pts, key, size, captured });
+                    }
+                    return Ok(data);
+                }
                 Ok(Some(Ok(_))) => {}
             }
         }
@@ -170,7 +188,7 @@ async fn start(url: &SourceUrl) -> Result<Playing> {
     session.setup(i, setup).await.map_err(|e| anyhow!("SETUP: {e}"))?;
     let playing = session.play(PlayOptions::default()).await.map_err(|e| anyhow!("PLAY: {e}"))?;
     let demuxed = playing.demuxed().map_err(|e| anyhow!("{e}"))?;
-    Ok(Playing { demuxed, codec })
+    Ok(Playing { demuxed, codec, stream: i })
 }
 
 impl Source for Rtsp {
@@ -220,10 +238,24 @@ impl Source for Rtsp {
         }
     }
 
-    /// Nobody watches: hang up; the next capture reconnects.
+    /// Nobody watches: hang up (the next capture reconnects), unless the
+    /// camera records its H.264: then frames go on to the recorder,
+    /// undecoded.
     fn discard(&mut self) -> Result<bool> {
+        if self.records_itself() {
+            self.next_frame().inspect_err(|_| self.hang_up())?;
+            return Ok(true);
+        }
         self.hang_up();
         Ok(false)
+    }
+
+    fn record_into(&mut self, sink: crate::record::Sink) {
+        self.record = Some(sink);
+    }
+
+    fn records_itself(&self) -> bool {
+        self.record.is_some() && self.codec() == Codec::H264
     }
 
     fn close(&mut self) {

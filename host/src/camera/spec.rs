@@ -11,6 +11,11 @@
 //! - `rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH`: an RTSP camera (JPEG passed
 //!   through, H.264 decoded while watched).
 //!
+//! Recording (see [`crate::record`]): `record` records the camera into the
+//! media folder; `record-segment=10m` starts a new file that often (default
+//! 10 minutes); `record-keep=7d` deletes segments older than that;
+//! `record-max=20G` deletes the oldest while the camera's take more.
+//!
 //! Options: `always-on` keeps the camera capturing with nobody watching
 //! (otherwise it idles: nothing drawn, decoded or encoded). For webcams,
 //! `format=mjpeg|yuyv|nv12|gray` picks the device's pixel format (by
@@ -52,6 +57,8 @@ pub struct CameraSpec {
     pub format: Option<String>,
     /// How an `https://` source's certificate is trusted.
     pub tls_trust: super::source_tls::Trust,
+    /// Recorded into the media folder, if set.
+    pub record: Option<crate::record::RecordSpec>,
 }
 
 /// Pixel formats a webcam may be asked for.
@@ -92,6 +99,7 @@ impl CameraSpec {
             always_on: false,
             format: None,
             tls_trust: super::source_tls::Trust::System,
+            record: None,
         };
         let mode = match kind_str {
             "test" => args,
@@ -134,6 +142,10 @@ impl CameraSpec {
                 spec.always_on = true;
                 continue;
             }
+            if opt == "record" {
+                spec.record.get_or_insert_default();
+                continue;
+            }
             if opt == "tls-insecure" {
                 spec.tls_trust = super::source_tls::Trust::Insecure;
                 continue;
@@ -144,12 +156,18 @@ impl CameraSpec {
                 "panic-after" => spec.panic_after = Some(v.parse().with_context(|| format!("bad panic-after {v:?}"))?),
                 "down-ms" => spec.down_ms = v.parse().with_context(|| format!("bad down-ms {v:?}"))?,
                 "tls-fingerprint" => spec.tls_trust = super::source_tls::Trust::pinned(v)?,
+                "record-segment" => spec.record.get_or_insert_default().segment = crate::record::parse_duration(v)?,
+                "record-keep" => spec.record.get_or_insert_default().keep = Some(crate::record::parse_duration(v)?),
+                "record-max" => spec.record.get_or_insert_default().max_bytes = Some(crate::record::parse_size(v)?),
                 "format" => {
                     let f = v.to_ascii_uppercase();
                     ensure!(FORMATS.contains(&f.as_str()), "format {v:?}: expected one of {}", FORMATS.join(", ").to_lowercase());
                     spec.format = Some(f);
                 }
-                _ => bail!("unknown option {k:?}; known: always-on, format, fail-after, panic-after, down-ms, tls-fingerprint, tls-insecure"),
+                _ => bail!(
+                    "unknown option {k:?}; known: always-on, record, record-segment, record-keep, record-max, format, \
+                     fail-after, panic-after, down-ms, tls-fingerprint, tls-insecure"
+                ),
             }
         }
         ensure!(
@@ -189,6 +207,11 @@ mod tests {
         assert!(matches!(&s.kind, Kind::Http { url } if url.path == "/mjpg/video.mjpg" && url.authority == "10.0.0.5:80"));
         assert_eq!(s.source, "http://admin:***@10.0.0.5/mjpg/video.mjpg,always-on");
         assert!(s.always_on);
+        let s = CameraSpec::parse("r", "test,record-segment=90s,record-keep=7d,record-max=20G").unwrap();
+        let r = s.record.unwrap();
+        assert_eq!((r.segment.as_secs(), r.keep.unwrap().as_secs(), r.max_bytes), (90, 7 * 86_400, Some(20 << 30)));
+        assert_eq!(CameraSpec::parse("r", "test,record").unwrap().record.unwrap().segment.as_secs(), 600);
+        assert_eq!(CameraSpec::parse("r", "test").unwrap().record, None);
     }
 
     #[test]
@@ -206,6 +229,9 @@ mod tests {
             ("x=v4l:0,format=h264", "expected one of mjpeg, yuyv"),
             ("x=https://cam/,tls-fingerprint=AB:CD", "32 hex bytes"),
             ("x=http://", "bad URL"),
+            ("x=test,record-segment=0", "more than 0"),
+            ("x=test,record-keep=3w", "s, m, h or d"),
+            ("x=test,record-max=lots", "K, M, G or T"),
         ] {
             let err = format!("{:#}", CameraSpec::parse_named(bad).unwrap_err());
             assert!(err.contains(why), "{bad}: {err}");
