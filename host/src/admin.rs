@@ -103,15 +103,19 @@ fn private_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot make {} private", dir.display()))
 }
 
-/// A running admin API; its socket file goes with it.
+/// A running admin API; its listener and socket file go with it.
 pub struct Admin {
     pub endpoint: Endpoint,
     /// Where a generated token was written.
     pub token_file: Option<PathBuf>,
+    /// The accept loop, which holds the app: stopped when this goes, so
+    /// the app (its cameras, their recordings) can end.
+    accepting: tokio::task::AbortHandle,
 }
 
 impl Drop for Admin {
     fn drop(&mut self) {
+        self.accepting.abort();
         if let Endpoint::Socket(path) = &self.endpoint {
             let _ = std::fs::remove_file(path);
         }
@@ -137,13 +141,14 @@ pub async fn start(app: Arc<App>, at: &AdminAt, token: Option<String>, dir: &Pat
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen for admin on {addr}"))?;
             let local = listener.local_addr()?;
             let check = Arc::new(Check { token: Some(token.clone()), host_check: true });
-            tokio::spawn(async move {
+            let accepting = tokio::spawn(async move {
                 loop {
                     let Ok((stream, _)) = listener.accept().await else { continue };
                     serve(app.clone(), check.clone(), TokioIo::new(stream));
                 }
-            });
-            return Ok(Some(Admin { endpoint: Endpoint::Tcp(local, token), token_file }));
+            })
+            .abort_handle();
+            return Ok(Some(Admin { endpoint: Endpoint::Tcp(local, token), token_file, accepting }));
         }
     };
     if let Some(parent) = socket.parent() {
@@ -159,13 +164,14 @@ pub async fn start(app: Arc<App>, at: &AdminAt, token: Option<String>, dir: &Pat
     let listener = tokio::net::UnixListener::bind(&socket).with_context(|| format!("cannot listen for admin on {}", socket.display()))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
     let check = Arc::new(Check { token, host_check: false });
-    tokio::spawn(async move {
+    let accepting = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
             serve(app.clone(), check.clone(), TokioIo::new(stream));
         }
-    });
-    Ok(Some(Admin { endpoint: Endpoint::Socket(socket), token_file: None }))
+    })
+    .abort_handle();
+    Ok(Some(Admin { endpoint: Endpoint::Socket(socket), token_file: None, accepting }))
 }
 
 /// A fresh random token in `file`, readable by this user only.

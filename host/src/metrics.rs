@@ -151,6 +151,19 @@ impl Collector for Cameras {
         family(&mut encoder, "framewire_camera_bytes_sent", "JPEG bytes handed to responses (streams and snapshots)", &labels, counter(&|s| s.bytes_sent.load(Relaxed)))?;
         family(&mut encoder, "framewire_camera_bytes_published", "JPEG bytes published (a network source's bitrate: rate() of this)", &labels, counter(&|s| s.bytes_published.load(Relaxed)))?;
         family(&mut encoder, "framewire_camera_reconnects", "Times the source was reopened after failing", &labels, counter(&|s| s.reconnects.load(Relaxed)))?;
+        // Recording cameras only.
+        let recording: Vec<_> = feeds.iter().filter_map(|f| Some((f.name.as_str(), f.recording.get()?))).collect();
+        let labels: Vec<[(&str, &str); 1]> = recording.iter().map(|(n, _)| [("camera", *n)]).collect();
+        let counter = |f: &dyn Fn(&crate::record::State) -> &std::sync::atomic::AtomicU64| -> Vec<ConstCounter<u64>> {
+            recording.iter().map(|(_, r)| ConstCounter::new(f(r).load(Relaxed))).collect()
+        };
+        let failed = recording.iter().map(|(_, r)| ConstGauge::new(r.error().is_some() as i64)).collect();
+        family(&mut encoder, "framewire_recording_failed", "1 while recording is stopped by a write error (a full disk)", &labels, failed)?;
+        family(&mut encoder, "framewire_recording_frames_written", "Frames written to recordings", &labels, counter(&|r| &r.frames_written))?;
+        family(&mut encoder, "framewire_recording_bytes_written", "Bytes written to recordings", &labels, counter(&|r| &r.bytes_written))?;
+        family(&mut encoder, "framewire_recording_segments", "Recording files finished", &labels, counter(&|r| &r.segments_finished))?;
+        family(&mut encoder, "framewire_recording_frames_dropped", "Frames not recorded: the recorder fell behind or could not write", &labels, counter(&|r| &r.frames_dropped))?;
+        family(&mut encoder, "framewire_recording_frames_encoded", "H.264 encoder calls for recording (JPEG sources only)", &labels, counter(&|r| &r.frames_encoded))?;
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! a camera's JPEGs into H.264 when the camera has no H.264 of its own.
 
 use anyhow::{Context, Result, anyhow, ensure};
-use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, UsageType};
+use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode, UsageType};
 use openh264::formats::{RgbSliceU8, YUVBuffer, YUVSource};
 
 const NAL_IDR: u8 = 5;
@@ -92,7 +92,8 @@ impl JpegToH264 {
                 .bitrate(BitRate::from_bps(bps as u32))
                 .max_frame_rate(FrameRate::from_hz(self.fps))
                 .usage_type(UsageType::CameraVideoRealTime)
-                .skip_frames(true)
+                .rate_control_mode(RateControlMode::Bufferbased)
+                .skip_frames(false)
                 .intra_frame_period(IntraFramePeriod::from_num_frames(self.fps.ceil() as u32));
             let encoder = Encoder::with_api_config(openh264::OpenH264API::from_source(), config)
                 .map_err(|e| anyhow!("cannot start the H.264 encoder: {e}"))?;
