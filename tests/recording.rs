@@ -52,6 +52,22 @@ fn segments(dir: &Path) -> (Vec<PathBuf>, bool) {
     (files, writing)
 }
 
+/// The types of a file's top-level boxes: an ordinary MP4 with its index
+/// first is ftyp, moov, mdat; a fragmented one has moof/mdat pairs.
+fn top_level_boxes(file: &[u8]) -> Vec<String> {
+    let mut at = 0;
+    let mut out = Vec::new();
+    while at + 8 <= file.len() {
+        let mut size = u32::from_be_bytes(file[at..at + 4].try_into().unwrap()) as u64;
+        if size == 1 {
+            size = u64::from_be_bytes(file[at + 8..at + 16].try_into().unwrap());
+        }
+        out.push(String::from_utf8_lossy(&file[at + 4..at + 8]).into_owned());
+        at += size.max(8) as usize;
+    }
+    out
+}
+
 async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
@@ -104,6 +120,7 @@ async fn the_test_camera_is_recorded_in_segments_the_library_serves() {
     wait_for("the unfinished file recovered", Duration::from_secs(30), || crashed.exists()).await;
     let (secs, codec, w, h, frames) = probe(&crashed);
     assert_eq!((codec.as_str(), w, h, frames), ("h264", 64, 48, 20), "{secs}");
+    assert_eq!(top_level_boxes(&std::fs::read(&crashed).unwrap()), ["ftyp", "moov", "mdat"]);
     assert!((secs - 2.0).abs() < 0.01, "recovered {secs} s, expected 2");
     std::fs::remove_dir_all(crashed.parent().unwrap()).unwrap();
 
@@ -123,8 +140,7 @@ async fn the_test_camera_is_recorded_in_segments_the_library_serves() {
         assert_eq!((codec.as_str(), w, h), ("h264", 320, 240), "{}", f.display());
         assert!((3.9..4.2).contains(&secs), "{}: {secs} s", f.display());
         assert!(frames >= 15, "{}: {frames} frames", f.display());
-        let bytes = std::fs::read(f).unwrap();
-        assert_eq!((&bytes[4..8], &bytes[u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize + 4..][..4]), (&b"ftyp"[..], &b"moov"[..]));
+        assert_eq!(top_level_boxes(&std::fs::read(f).unwrap()), ["ftyp", "moov", "mdat"], "{}", f.display());
     }
 
     // The library lists the camera, its day and its segments (never a file
@@ -193,5 +209,44 @@ async fn retention_keeps_the_newest_segments_within_the_size_limit() {
     assert!(!left.contains(&seen[0]) && left.contains(seen.last().unwrap()), "left {left:?} of {seen:?}");
     for f in &left {
         assert!(probe(f).0 > 0.5, "{}", f.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsp_h264_is_recorded_as_it_came_without_decoding() {
+    let rtsp = framewire_tests::rtsp::RtspServer::start(0).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let media = dir.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    let cam_dir = media.join("recordings/rh");
+    let server = start_with(ServeArgs {
+        cameras: vec![format!("rh={},record,record-segment=3s", rtsp.url("/h264"))],
+        media: Some(media.clone()),
+        cache_dir: Some(dir.path().join("cache").display().to_string()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let addr = server.addr;
+    wait_for("a finished segment", Duration::from_secs(60), || !segments(&cam_dir).0.is_empty()).await;
+    let (files, _) = segments(&cam_dir);
+    let (secs, codec, w, h, frames) = probe(&files[0]);
+    assert_eq!((codec.as_str(), w, h), ("h264", 640, 480), "{}", files[0].display());
+    assert!((2.9..4.5).contains(&secs) && frames >= 20, "{secs} s, {frames} frames");
+    // Unwatched: nothing decoded, nothing encoded, for viewers or for the recording.
+    let state = camera_state(addr, "rh").await.unwrap();
+    assert_eq!(state["status"], "idle", "{state}");
+    assert_eq!(state["frames_encoded"], 0, "{state}");
+    let m = scrape(addr).await;
+    assert_eq!(series_value(&m, "framewire_recording_frames_encoded_total{camera=\"rh\"}"), 0.0);
+    assert!(series_value(&m, "framewire_recording_frames_written_total{camera=\"rh\"}") >= 20.0);
+    // A viewer meanwhile gets decoded frames, and the recording goes on.
+    let (_, live) = read_stream(addr, "/cameras/rh/stream", Duration::from_secs(2)).await.unwrap();
+    assert!(live.len() >= 5 && live.iter().all(|f| decode_jpeg(&f.part.body).ok() == Some((640, 480))), "{} frames", live.len());
+    let written = series_value(&scrape(addr).await, "framewire_recording_frames_written_total{camera=\"rh\"}");
+    let start = Instant::now();
+    while series_value(&scrape(addr).await, "framewire_recording_frames_written_total{camera=\"rh\"}") <= written {
+        assert!(start.elapsed() < Duration::from_secs(30), "recording stopped while watched");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn framewire(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_framewire")).args(args).output().unwrap()
@@ -29,14 +29,17 @@ fn serve(args: &[&str]) -> (Child, BufReader<ChildStdout>) {
 }
 
 /// `framewire serve` on a small test camera, caching in `cache`, started by
-/// a shell after `limit` (a `ulimit`); with its first line of output (the
-/// URL, if it came up) and stderr kept.
-fn serve_limited(limit: &str, cache: &std::path::Path) -> (Child, String) {
-    let script = format!(r#"{limit}; exec "$0" serve --listen 127.0.0.1:0 --admin off --camera t=test:64x48@5 --cache-dir "$1""#);
+/// a shell after `limit` (a `ulimit`), with `extra` arguments; with its
+/// first line of output (the URL, if it came up) and stderr kept.
+fn serve_limited(limit: &str, cache: &std::path::Path, extra: &[&str]) -> (Child, String) {
+    let script = format!(
+        r#"{limit}; bin=$0; cache=$1; shift; exec "$bin" serve --listen 127.0.0.1:0 --admin off --camera t=test:64x48@5 --cache-dir "$cache" "$@""#
+    );
     let mut child = Command::new("sh")
         .args(["-c", &script])
         .arg(env!("CARGO_BIN_EXE_framewire"))
         .arg(cache)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -346,7 +349,7 @@ fn a_compile_cache_that_cannot_be_written_is_survived() {
     // are megabytes.
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let (mut child, line) = serve_limited("trap '' XFSZ; ulimit -f 128", &cache);
+    let (mut child, line) = serve_limited("trap '' XFSZ; ulimit -f 128", &cache, &[]);
     let addr = line.trim().strip_prefix("framewire listening on http://").unwrap().to_string();
     let snapshot = http10_get(&addr, "/snapshot");
     let page = http10_get(&addr, "/");
@@ -366,7 +369,7 @@ fn a_small_address_space_gets_a_smaller_instance_pool_not_a_failed_start() {
     // virtual address bits: the default pool of 2048 instances reserves
     // ~200 GiB. The server starts with what fits, says so, and serves.
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, line) = serve_limited("ulimit -v 62914560", &dir.path().join("cache"));
+    let (mut child, line) = serve_limited("ulimit -v 62914560", &dir.path().join("cache"), &[]);
     let addr = line.trim().strip_prefix("framewire listening on http://").map(str::to_string);
     let snapshot = addr.as_deref().map(|a| http10_get(a, "/snapshot"));
     let _ = child.kill();
@@ -380,4 +383,53 @@ fn a_small_address_space_gets_a_smaller_instance_pool_not_a_failed_start() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no warning about the pool's size:\n{err}"));
     assert!((16..2048).contains(&held) && err.contains(&format!("holds {held} handler instances, not 2048")), "{err}");
+}
+
+/// JPEG parts of `path`'s MJPEG stream received in `time`.
+fn stream_parts(addr: &str, path: &str, time: Duration) -> usize {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    std::io::Write::write_all(&mut s, format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
+    let (mut got, mut buf, start) = (Vec::new(), [0u8; 65536], Instant::now());
+    while start.elapsed() < time {
+        match std::io::Read::read(&mut s, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    got.windows(24).filter(|w| w.eq_ignore_ascii_case(b"Content-Type: image/jpeg")).count()
+}
+
+#[test]
+fn a_full_disk_stops_recording_not_the_live_view() {
+    // Writes past 128 KiB fail (EFBIG, as good as a full disk): the
+    // recording of a 640x480 camera stops within a second or two.
+    let dir = tempfile::tempdir().unwrap();
+    let media = dir.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    let media_arg = media.display().to_string();
+    let extra = ["--media", &media_arg, "--camera", "rec=test:640x480@30,record"];
+    let (mut child, line) = serve_limited("trap '' XFSZ; ulimit -f 256", &dir.path().join("cache"), &extra);
+    let addr = line.trim().strip_prefix("framewire listening on http://").unwrap().to_string();
+    let start = Instant::now();
+    let failed = loop {
+        let metrics = http10_get(&addr, "/metrics");
+        if metrics.contains("framewire_recording_failed{camera=\"rec\"} 1") {
+            break true;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // The live view goes on.
+    let parts = stream_parts(&addr, "/cameras/rec/stream", Duration::from_secs(2));
+    let snapshot = http10_get(&addr, "/cameras/rec/snapshot");
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(failed, "recording never reported failed:\n{err}");
+    assert!(parts >= 10 && snapshot.starts_with("HTTP/1.0 200"), "{parts} parts in 2 s, {snapshot:.60}\n{err}");
+    assert!(err.contains("recording stopped: ") && err.contains("File too large"), "{err}");
 }
