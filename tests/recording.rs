@@ -130,7 +130,11 @@ async fn the_test_camera_is_recorded_in_segments_the_library_serves() {
     assert!(series_value(&m, "framewire_recording_segments_total{camera=\"front\"}") >= 2.0, "{m:?}");
     assert!(series_value(&m, "framewire_recording_frames_encoded_total{camera=\"front\"}") >= 60.0, "{m:?}");
     assert_eq!(series_value(&m, "framewire_recording_failed{camera=\"front\"}"), 0.0);
-    assert_eq!(camera_state(addr, "front").await.unwrap()["clients"], 0);
+    let state = camera_state(addr, "front").await.unwrap();
+    assert_eq!(state["clients"], 0);
+    let rec = &state["recording"];
+    assert!(rec["segments"].as_u64().is_some_and(|n| n >= 2) && rec["error"].is_null(), "{state}");
+    assert!(rec["file"].as_str().is_some_and(|f| f.starts_with("recordings/front/") && f.ends_with(".mp4")), "{state}");
 
     // Each finished segment: 4 s of H.264 (from its first frame to the
     // keyframe that started the next), moov first.

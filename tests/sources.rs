@@ -202,6 +202,11 @@ async fn an_ip_camera_with_digest_is_passed_through_reconnected_and_recovered() 
     let metrics = scrape(addr).await;
     assert!(series_value(&metrics, "framewire_camera_reconnects_total{camera=\"ip\"}") >= 1.0, "{metrics:#?}");
     assert!(series_value(&metrics, "framewire_camera_frames_passed_through_total{camera=\"ip\"}") >= 5.0, "{metrics:#?}");
+    // /api/state too: the reconnect, and the bitrate while watched.
+    let watching = tokio::spawn(read_stream(addr, "/cameras/ip/stream", Duration::from_secs(3)));
+    let live = wait_for_camera(addr, "ip", Duration::from_secs(10), |c| c["bitrate"].as_u64().is_some_and(|b| b > 0)).await.unwrap();
+    assert!(live["reconnects"].as_u64().is_some_and(|r| r >= 1) && live["recording"].is_null(), "{live}");
+    watching.await.unwrap().unwrap();
 
     // The camera goes away: no signal, with the reason; viewers stay.
     let (cam_addr, seen) = cam.stop();

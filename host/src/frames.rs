@@ -61,6 +61,8 @@ pub struct Stats {
     /// Times the source was reopened after failing.
     pub reconnects: AtomicU64,
     measured_fps_bits: AtomicU32,
+    /// Bits a second published, measured like the frame rate.
+    pub bitrate: AtomicU64,
     size: AtomicU64,
     health: Mutex<(Status, Option<String>)>,
     /// What the source delivers, e.g. `MJPEG 640x480@30`.
@@ -79,6 +81,7 @@ impl Default for Stats {
             bytes_published: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             measured_fps_bits: AtomicU32::new(0),
+            bitrate: AtomicU64::new(0),
             size: AtomicU64::new(0),
             health: Mutex::new((Status::Starting, None)),
             format: Mutex::default(),

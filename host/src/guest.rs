@@ -113,6 +113,23 @@ impl frames::Host for Ctx {
             .collect())
     }
 
+    fn details(&mut self, camera: String) -> wasmtime::Result<Result<frames::CameraDetails, frames::Error>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(f) = self.host.feeds.get(&camera) else {
+            return Ok(Err(frames::Error::UnknownCamera(camera)));
+        };
+        let recording = f.recording.get().map(|r| frames::RecordingInfo {
+            file: r.segment().map(|p| p.to_string_lossy().into_owned()),
+            error: r.error(),
+            segments: r.segments_finished.load(Relaxed),
+            frames_written: r.frames_written.load(Relaxed),
+            bytes_written: r.bytes_written.load(Relaxed),
+            frames_dropped: r.frames_dropped.load(Relaxed),
+        });
+        let source = frames::SourceStats { bitrate: f.stats.bitrate.load(Relaxed), reconnects: f.stats.reconnects.load(Relaxed) };
+        Ok(Ok(frames::CameraDetails { source, recording }))
+    }
+
     async fn latest(&mut self, camera: String) -> wasmtime::Result<Result<Resource<FrameHandle>, frames::Error>> {
         let Some(feed) = self.host.feeds.get(&camera) else {
             return Ok(Err(frames::Error::UnknownCamera(camera)));

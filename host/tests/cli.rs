@@ -217,7 +217,7 @@ fn check_passes_a_handler_and_explains_what_a_swap_would_refuse() {
     let out = framewire(&["check", &good]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in [": ok", "framewire:camera/frames@0.2.1", "wasi:http/incoming-handler@0.2.0", "instantiated once"] {
+    for needle in [": ok", "framewire:camera/frames@0.2.2", "wasi:http/incoming-handler@0.2.0", "instantiated once"] {
         assert!(text.contains(needle), "lacks {needle:?}:\n{text}");
     }
     let media = file("files.wasm", framewire::components::FILES);
@@ -426,10 +426,12 @@ fn a_full_disk_stops_recording_not_the_live_view() {
     // The live view goes on.
     let parts = stream_parts(&addr, "/cameras/rec/stream", Duration::from_secs(2));
     let snapshot = http10_get(&addr, "/cameras/rec/snapshot");
+    let state = http10_get(&addr, "/api/state");
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(failed, "recording never reported failed:\n{err}");
     assert!(parts >= 10 && snapshot.starts_with("HTTP/1.0 200"), "{parts} parts in 2 s, {snapshot:.60}\n{err}");
     assert!(err.contains("recording stopped: ") && err.contains("File too large"), "{err}");
+    assert!(state.contains(r#""error":"recording stopped: "#) && state.contains("File too large"), "{state}");
 }

@@ -157,6 +157,17 @@ fn state() -> serde_json::Value {
     let cameras: Vec<_> = frames::list_cameras()
         .into_iter()
         .map(|c| {
+            let details = frames::details(&c.name).ok();
+            let recording = details.as_ref().and_then(|d| d.recording.as_ref()).map(|r| {
+                json!({
+                    "file": r.file,
+                    "error": r.error,
+                    "segments": r.segments,
+                    "frames_written": r.frames_written,
+                    "bytes_written": r.bytes_written,
+                    "frames_dropped": r.frames_dropped,
+                })
+            });
             json!({
                 "name": c.name,
                 "spec": c.spec,
@@ -172,6 +183,9 @@ fn state() -> serde_json::Value {
                 "frames_encoded": c.frames_encoded,
                 "frames_passed_through": c.frames_passed_through,
                 "frames_dropped": c.frames_dropped,
+                "bitrate": details.as_ref().map(|d| d.source.bitrate),
+                "reconnects": details.as_ref().map(|d| d.source.reconnects),
+                "recording": recording,
             })
         })
         .collect();

@@ -56,6 +56,11 @@ for (const card of cards) {
     card.wantLive = !card.wantLive;
     startCard(card);
   });
+  card.el.querySelector(".recordings").addEventListener("click", (e) => {
+    e.preventDefault();
+    loadFolder(e.currentTarget.getAttribute("href"));
+    document.getElementById("files").scrollIntoView({ behavior: "smooth" });
+  });
   card.el.querySelector(".snapshot").addEventListener("click", (e) => {
     const stamp = new Date().toISOString().replace(/[:.]/g, "-");
     e.currentTarget.download = `${card.name}-${stamp}.jpg`;
@@ -80,6 +85,15 @@ function updateCard(card, state) {
   card.el.querySelector(".status").textContent = state.status;
   card.el.querySelector(".fps").textContent = state.fps.toFixed(1);
   card.el.querySelector(".viewers").textContent = String(state.clients);
+  // A recording camera: REC while a file is written, "REC stopped" (and
+  // why) after a write failed; its recordings a click away in the library.
+  const rec = card.el.querySelector(".rec");
+  const recording = state.recording;
+  rec.hidden = !recording || (!recording.file && !recording.error);
+  rec.textContent = recording && recording.error ? "REC stopped" : "REC";
+  rec.title = recording ? recording.error || `Recording ${recording.file || ""}` : "";
+  rec.classList.toggle("stopped", Boolean(recording && recording.error));
+  card.el.querySelector(".recordings").hidden = !recording;
   const text = STATUS_TEXT[state.status];
   card.message.hidden = !text;
   card.message.textContent = text ? text(state) : "";

@@ -54,7 +54,7 @@ fn card(c: &frames::CameraInfo) -> String {
     let status = status_name(c.status);
     format!(
         r#"<article class="camera" data-camera="{name}" data-status="{status}">
-  <header><h3>{name}</h3><span class="status">{status}</span></header>
+  <header><h3>{name}</h3><span class="rec" hidden>REC</span><span class="status">{status}</span></header>
   <div class="view">
     <img alt="Live view of camera {name}" width="{w}" height="{h}">
     <p class="message" hidden></p>
@@ -64,6 +64,7 @@ fn card(c: &frames::CameraInfo) -> String {
     <span class="actions">
       <button type="button" class="pause">Pause</button>
       <a class="button snapshot" href="/cameras/{name}/snapshot" download="{name}.jpg">Snapshot</a>
+      <a class="button recordings" href="/media/recordings/{name}/" hidden>Recordings</a>
     </span>
   </footer>
 </article>

@@ -19,8 +19,8 @@ wit_bindgen::generate!({
             import wasi:clocks/wall-clock@0.2.0;
             import wasi:filesystem/preopens@0.2.0;
             import wasi:random/random@0.2.0;
-            export framewire:camera/frames@0.2.1;
-            export framewire:camera/host@0.2.1;
+            export framewire:camera/frames@0.2.2;
+            export framewire:camera/host@0.2.2;
         }
     ",
     world: "framewire:virtual-camera/virtual-camera",
@@ -234,6 +234,12 @@ impl frames::Guest for Camera {
             frames_dropped: 0,
             clients: CLIENTS.get(),
         }]
+    }
+
+    /// A clock has no network source and records nothing.
+    fn details(camera: String) -> Result<frames::CameraDetails, Error> {
+        check_camera(&camera)?;
+        Ok(frames::CameraDetails { source: frames::SourceStats { bitrate: 0, reconnects: 0 }, recording: None })
     }
 
     fn latest(camera: String) -> Result<frames::Frame, Error> {

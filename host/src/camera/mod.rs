@@ -244,22 +244,26 @@ impl Runner {
             match result {
                 Ok(()) if !wanted => times.clear(),
                 Ok(()) => {
+                    // Frame rate and bitrate over the last two seconds.
                     let now = Instant::now();
-                    times.push_back(now);
-                    while times.front().is_some_and(|t| now - *t > Duration::from_secs(2)) {
+                    let stats = &self.feed.stats;
+                    times.push_back((now, stats.bytes_published.load(Ordering::Relaxed)));
+                    while times.front().is_some_and(|(t, _)| now - *t > Duration::from_secs(2)) {
                         times.pop_front();
                     }
-                    if let (Some(first), n) = (times.front(), times.len())
+                    if let (Some((first, bytes)), Some((_, last_bytes)), n) = (times.front(), times.back(), times.len())
                         && n > 1
                     {
-                        let span = (now - *first).as_secs_f32();
-                        self.feed.stats.set_measured_fps((n - 1) as f32 / span);
+                        let span = (now - *first).as_secs_f64();
+                        stats.set_measured_fps(((n - 1) as f64 / span) as f32);
+                        stats.bitrate.store(((last_bytes - bytes) as f64 * 8.0 / span) as u64, Ordering::Relaxed);
                     }
                 }
                 Err(e) => {
                     tracing::warn!(camera = %self.feed.name, "capture failed: {e:#}");
                     self.feed.stats.set_health(Status::NoSignal, Some(format!("{e:#}")));
                     self.feed.stats.set_measured_fps(0.0);
+                    self.feed.stats.bitrate.store(0, Ordering::Relaxed);
                     source.close();
                     open = false;
                 }
@@ -315,6 +319,7 @@ impl Runner {
             tracing::info!(camera = %self.feed.name, "idle: nobody watches");
             stats.set_health(Status::Idle, None);
             stats.set_measured_fps(0.0);
+            stats.bitrate.store(0, Ordering::Relaxed);
         }
         if !source.discard()? {
             self.feed.wait_until_wanted(IDLE_CHECK);

@@ -96,7 +96,7 @@ struct StateInner {
 }
 
 impl State {
-    /// The file being written, if any.
+    /// The file being written, relative to the media folder, if any.
     pub fn segment(&self) -> Option<PathBuf> {
         self.inner.lock().expect("state lock").segment.clone()
     }
@@ -167,7 +167,8 @@ impl Recorder {
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}: the media folder must be writable to record", dir.display()))?;
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let state = Arc::new(State::default());
-        let mut worker = Worker { dir, spec, fps, state: state.clone(), segment: None, encoder: None, last: None, retry_at: None };
+        let media = media.to_path_buf();
+        let mut worker = Worker { media, dir, spec, fps, state: state.clone(), segment: None, encoder: None, last: None, retry_at: None };
         let name = name.to_string();
         let thread = std::thread::Builder::new().name(format!("record-{name}")).spawn(move || {
             worker.recover();
@@ -194,6 +195,8 @@ impl Drop for Recorder {
 }
 
 struct Worker {
+    media: PathBuf,
+    /// `media/recordings/CAMERA`.
     dir: PathBuf,
     spec: RecordSpec,
     fps: f32,
@@ -273,7 +276,7 @@ impl Worker {
             let path = self.new_path(captured)?;
             self.segment = Some(Segment::create(&path, track)?);
             tracing::info!(file = %path.display(), "recording");
-            self.state.set(Some(path), None);
+            self.state.set(path.strip_prefix(&self.media).ok().map(Path::to_path_buf), None);
         }
         let seg = self.segment.as_mut().expect("made above");
         let before = seg.written();
