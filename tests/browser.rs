@@ -39,7 +39,7 @@ fn media_responses(responses: &[Response], file: &str) -> Vec<(u64, Option<u64>)
     let start = |cr: &str| cr.strip_prefix("bytes ")?.split('-').next()?.parse().ok();
     responses
         .iter()
-        .filter(|r| r.url.ends_with(&format!("/media/{file}")))
+        .filter(|r| r.url.starts_with("http") && r.url.contains("/media/") && r.url.ends_with(&format!("/{file}")))
         .map(|r| (r.status, r.content_range.as_deref().and_then(start)))
         .collect()
 }
@@ -168,6 +168,67 @@ async fn page_shows_live_camera_and_plays_media() -> Result<()> {
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     b.close().await?;
     drop(server);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_plays_and_seeks_from_the_cameras_recordings_link() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let media = dir.path().join("media");
+    std::fs::create_dir_all(&media)?;
+    let server = start_with(ServeArgs {
+        cameras: vec!["front=test:320x240@15,record,record-segment=6s".into()],
+        media: Some(media.clone()),
+        cache_dir: Some(dir.path().join("cache").display().to_string()),
+        ..Default::default()
+    })
+    .await?;
+    // A finished segment: its day folder holds an .mp4 (files being written are hidden).
+    let finished = || -> Option<(String, String)> {
+        let day = std::fs::read_dir(media.join("recordings/front")).ok()?.flatten().next()?;
+        let file = std::fs::read_dir(day.path()).ok()?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).find(|n| n.ends_with(".mp4"))?;
+        Some((day.file_name().to_string_lossy().into_owned(), file))
+    };
+    let start = std::time::Instant::now();
+    let (day, file) = loop {
+        if let Some(found) = finished() {
+            break found;
+        }
+        ensure!(start.elapsed() < Duration::from_secs(60), "no finished recording within 60 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let b = Browser::start(Screen::Desktop(1280, 1000)).await?;
+    b.client.goto(&format!("http://{}/", server.addr)).await?;
+    // The card says it records, and links to its recordings.
+    let rec = b
+        .wait_for(
+            "the REC mark",
+            "const c = document.querySelector('.camera[data-camera=\"front\"]'); const r = c.querySelector('.rec'); \
+             return !r.hidden && !c.querySelector('.recordings').hidden ? [r.textContent, r.title] : false;",
+            Duration::from_secs(10),
+        )
+        .await?;
+    assert_eq!(rec[0], "REC", "{rec}");
+    b.eval("document.querySelector('.camera[data-camera=\"front\"] .recordings').click(); return true;").await?;
+    // The camera's folder lists its days; the day, its segments.
+    let script = format!(
+        "const a = [...document.querySelectorAll('#files li a')].find(a => a.textContent === '{day}/'); \
+         if (!a) return false; a.click(); return true;"
+    );
+    b.wait_for("the day's folder", &script, Duration::from_secs(10)).await?;
+    b.screenshot("recordings.png").await?;
+    b.responses().await?;
+    let (duration, at, later) = play_middle(&b, &file).await?;
+    eprintln!("{file}: duration {duration:.2} s, seeked to {at:.2} s, {later:.2} s a second later");
+    assert!((5.5..6.5).contains(&duration), "{file}: duration {duration}");
+    assert!((at - duration / 2.0).abs() < 1.0, "{file}: seek landed at {at} of {duration}");
+    assert!(later > at + 0.3, "{file}: currentTime did not advance while playing ({at} → {later})");
+    let statuses = media_responses(&b.responses().await?, &file);
+    assert!(!statuses.is_empty() && statuses.iter().all(|(s, _)| *s == 206), "{file}: {statuses:?}, expected only 206");
+    let errors = b.console_errors().await?;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    b.close().await?;
     Ok(())
 }
 
