@@ -83,3 +83,27 @@ async fn a_camera_that_goes_away_and_comes_back_is_reconnected() {
     assert!(frames.iter().any(|f| decode_jpeg(&f.part.body).ok() == Some((320, 240))));
     println!("live again {:?} after the RTSP server came back", back.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_wanting_digest_streams_with_its_password_and_fails_clearly_without() {
+    let rtsp = RtspServer::start_with(0, Some("cam:pa55")).unwrap();
+    let url = |creds: &str| rtsp.url("/jpeg").replace("rtsp://", &format!("rtsp://{creds}"));
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(ServeArgs {
+        cameras: vec![format!("good={}", url("cam:pa55@")), format!("wrong={}", url("cam:nope@")), format!("none={}", url(""))],
+        cache_dir: Some(dir.path().join("cache").display().to_string()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let addr = server.addr;
+    let (_, frames) = read_stream(addr, "/cameras/good/stream", Duration::from_secs(2)).await.unwrap();
+    assert!(frames.len() >= 5 && frames.iter().all(|f| decode_jpeg(&f.part.body).ok() == Some((320, 240))), "{} frames", frames.len());
+    for name in ["wrong", "none"] {
+        let c = wait_for_camera(addr, name, Duration::from_secs(30), |c| c["status"] == "failed").await.unwrap();
+        assert!(c["error"].as_str().is_some_and(|e| e.contains("401")), "{c}");
+    }
+    let text = get(addr, "/api/state").await.unwrap().body;
+    let text = String::from_utf8_lossy(&text);
+    assert!(!text.contains("pa55") && !text.contains("nope") && text.contains("rtsp://cam:***@"), "{text}");
+}

@@ -19,9 +19,15 @@ pub struct RtspServer {
 impl RtspServer {
     /// Start on `port` (0: any free one); returns once it listens.
     pub fn start(port: u16) -> Result<RtspServer> {
+        Self::start_with(port, None)
+    }
+
+    /// As [`RtspServer::start`], every stream needing `user` (`NAME:PASSWORD`) by Digest.
+    pub fn start_with(port: u16, user: Option<&str>) -> Result<RtspServer> {
         let mut child = Command::new(PYTHON)
             .arg(SCRIPT)
             .arg(port.to_string())
+            .args(user)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -2,9 +2,10 @@
 gir1.2-gst-rtsp-server-1.0), on 127.0.0.1 only, serving live test patterns
 as /jpeg (RFC 2435 JPEG, 320x240), /h264 (Constrained Baseline, 640x480, a
 keyframe every second) and /h264-720 (the same at 1280x720). Prints
-"ready PORT" once listening.
+"ready PORT" once listening. With USER:PASSWORD every stream needs that
+user, by Digest (an unauthenticated or wrong request gets a 401).
 
-    /usr/bin/python3 rtsp_server.py [PORT]   # 0 or none: any free port
+    /usr/bin/python3 rtsp_server.py [PORT [USER:PASSWORD]]   # PORT 0: any free port
 """
 import sys
 
@@ -12,7 +13,8 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+gi.require_version("GstRtsp", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 Gst.init(None)
 server = GstRtspServer.RTSPServer()
@@ -26,11 +28,24 @@ streams = {
     + " ! video/x-h264,profile=constrained-baseline ! rtph264pay name=pay0 pt=96 config-interval=1",
 }
 streams["/h264-720"] = streams["/h264"].replace("width=640,height=480", "width=1280,height=720")
+user = sys.argv[2].split(":", 1) if len(sys.argv) > 2 else None
+if user:
+    auth = GstRtspServer.RTSPAuth()
+    auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+    token = GstRtspServer.RTSPToken.new()
+    token.set_string("media.factory.role", "user")
+    auth.add_digest(user[0], user[1], token)
+    server.set_auth(auth)
 mounts = server.get_mount_points()
 for path, launch in streams.items():
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch("( " + launch + " )")
     factory.set_shared(True)
+    if user:
+        permissions = GstRtspServer.RTSPPermissions.new()
+        permissions.add_permission_for_role("user", "media.factory.access", True)
+        permissions.add_permission_for_role("user", "media.factory.construct", True)
+        factory.set_permissions(permissions)
     mounts.add_factory(path, factory)
 server.attach(None)
 print("ready", server.get_bound_port(), flush=True)

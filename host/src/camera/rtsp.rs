@@ -25,6 +25,8 @@ use std::time::{Duration, Instant, SystemTime};
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// A camera sending no video this long is taken as gone.
 const NO_DATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the camera's stale sessions to end before reconnecting.
+const STALE_WAIT: Duration = Duration::from_secs(10);
 /// How often a wait for a frame looks at the stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(250);
 
@@ -88,18 +90,29 @@ pub struct Rtsp {
     /// The camera records: H.264 goes here as it arrives, never decoded
     /// for it.
     record: Option<crate::record::Sink>,
+    /// This camera's sessions, live and stale (see [`Rtsp::connect`]).
+    group: Arc<retina::client::SessionGroup>,
 }
 
 impl Rtsp {
     pub fn new(url: SourceUrl, stop: Arc<AtomicBool>) -> Result<Rtsp> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        Ok(Rtsp { url, runtime, playing: None, decoder: None, pending: None, stop, record: None })
+        let group = Arc::new(retina::client::SessionGroup::default().named(url.display.clone()));
+        Ok(Rtsp { url, runtime, playing: None, decoder: None, pending: None, stop, record: None, group })
     }
 
     fn connect(&mut self) -> Result<Playing> {
-        let url = self.url.clone();
+        let (url, group) = (self.url.clone(), self.group.clone());
         self.runtime.block_on(async move {
-            tokio::time::timeout(OPEN_TIMEOUT, start(&url)).await.map_err(|_| anyhow!("no answer within {OPEN_TIMEOUT:?}"))?
+            // Some cameras keep a session playing after its connection is
+            // gone and refuse a new one meanwhile: let retina tear the old
+            // ones down (or wait for them to expire) first, for a while.
+            let stale = group.stale_sessions();
+            if stale.num_sessions > 0 {
+                tracing::debug!(camera = %url.display, "waiting for {} stale RTSP session(s) to end", stale.num_sessions);
+                let _ = tokio::time::timeout(STALE_WAIT, group.await_stale_sessions(&stale)).await;
+            }
+            tokio::time::timeout(OPEN_TIMEOUT, start(&url, group)).await.map_err(|_| anyhow!("no answer within {OPEN_TIMEOUT:?}"))?
         })
     }
 
@@ -165,12 +178,15 @@ impl Rtsp {
 }
 
 /// DESCRIBE, SETUP the first video stream we can show, PLAY.
-async fn start(url: &SourceUrl) -> Result<Playing> {
+async fn start(url: &SourceUrl, group: Arc<retina::client::SessionGroup>) -> Result<Playing> {
     let creds = url.credentials.as_ref().map(|(username, password)| retina::client::Credentials {
         username: username.clone(),
         password: password.clone(),
     });
-    let options = SessionOptions::default().creds(creds).user_agent(concat!("framewire/", env!("CARGO_PKG_VERSION")).to_string());
+    let options = SessionOptions::default()
+        .creds(creds)
+        .session_group(group)
+        .user_agent(concat!("framewire/", env!("CARGO_PKG_VERSION")).to_string());
     let mut session = Session::describe(url.url.clone(), options).await.map_err(|e| anyhow!("DESCRIBE: {e}"))?;
     let found = session.streams().iter().enumerate().find_map(|(i, s)| {
         let codec = match (s.media(), s.encoding_name()) {

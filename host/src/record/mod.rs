@@ -237,6 +237,7 @@ impl Worker {
             }
             self.retry_at = None;
             self.prune();
+            self.recover();
         }
         let (au, pts, size, captured) = match input {
             Input::Jpeg { jpeg, captured } => {
@@ -264,8 +265,8 @@ impl Worker {
             self.finish();
         }
         if self.segment.is_none() {
-            if !au.key {
-                return Ok(()); // wait for a keyframe
+            if !au.key || size.0 == 0 || size.1 == 0 {
+                return Ok(()); // wait for a keyframe, and the camera's picture size
             }
             let track = Track {
                 width: u16::try_from(size.0).context("frame too wide")?,
@@ -336,7 +337,7 @@ impl Worker {
         self.retry_at = Some(Instant::now() + RETRY);
     }
 
-    /// Finish what an earlier run left unfinished.
+    /// Finish what an earlier run, or a failed write, left unfinished.
     fn recover(&self) {
         for rec in retention::unfinished(&self.dir) {
             match mp4::recover(&rec) {
