@@ -5,7 +5,7 @@
 
 use framewire::config::ServeArgs;
 use framewire::record::h264::JpegToH264;
-use framewire::record::mp4::{Segment, Track};
+use framewire::record::mp4::{Codec, Segment, Track};
 use framewire_tests::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -87,7 +87,8 @@ fn unfinished(path: &Path) {
         let jpeg = framewire::encode::rgb_to_jpeg(&rgb, 64, 48, 80, &calls).unwrap();
         let (_, au) = enc.encode(&jpeg, i % 10 == 0).unwrap().unwrap();
         let seg = seg.get_or_insert_with(|| {
-            let track = Track { width: 64, height: 48, sps: au.sps.clone().unwrap(), pps: au.pps.clone().unwrap() };
+            let codec = Codec::Avc { sps: au.sps.clone().unwrap(), pps: au.pps.clone().unwrap() };
+            let track = Track { width: 64, height: 48, codec };
             Segment::create(path, track).unwrap()
         });
         seg.push(au.data, i * 9000, au.key).unwrap();
@@ -253,4 +254,34 @@ async fn rtsp_h264_is_recorded_as_it_came_without_decoding() {
         assert!(start.elapsed() < Duration::from_secs(30), "recording stopped while watched");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsp_h265_is_recorded_as_it_came_and_its_live_view_says_why_it_is_blank() {
+    let rtsp = framewire_tests::rtsp::RtspServer::start(0).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let media = dir.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    let cam_dir = media.join("recordings/hevc");
+    let server = start_with(ServeArgs {
+        cameras: vec![format!("hevc={},record,record-segment=3s", rtsp.url("/h265"))],
+        media: Some(media.clone()),
+        cache_dir: Some(dir.path().join("cache").display().to_string()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let addr = server.addr;
+    wait_for("a finished segment", Duration::from_secs(60), || !segments(&cam_dir).0.is_empty()).await;
+    let (files, _) = segments(&cam_dir);
+    let (secs, codec, w, h, frames) = probe(&files[0]);
+    assert_eq!((codec.as_str(), w, h), ("hevc", 640, 480), "{}", files[0].display());
+    assert!((2.9..4.5).contains(&secs) && frames >= 20, "{secs} s, {frames} frames");
+    assert_eq!(top_level_boxes(&std::fs::read(&files[0]).unwrap()), ["ftyp", "moov", "mdat"]);
+    let state = camera_state(addr, "hevc").await.unwrap();
+    assert!(state["format"].as_str().unwrap().starts_with("H.265 640x480 from rtsp://"), "{state}");
+    // No decoder: a viewer gets a card at the camera's size, once a second.
+    let (_, live) = read_stream(addr, "/cameras/hevc/stream", Duration::from_secs(3)).await.unwrap();
+    assert!((2..=5).contains(&live.len()), "{} cards in 3 s", live.len());
+    assert!(live.iter().all(|f| decode_jpeg(&f.part.body).ok() == Some((640, 480))));
 }

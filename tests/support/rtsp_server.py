@@ -1,7 +1,8 @@
 """A local RTSP server for framewire's tests: GStreamer's (python3-gi and
 gir1.2-gst-rtsp-server-1.0), on 127.0.0.1 only, serving live test patterns
 as /jpeg (RFC 2435 JPEG, 320x240), /h264 (Constrained Baseline, 640x480, a
-keyframe every second) and /h264-720 (the same at 1280x720). Prints
+keyframe every second), /h264-720 (the same at 1280x720) and /h265 (Main,
+640x480, x265 from gstreamer1.0-plugins-bad). Prints
 "ready PORT" once listening. With USER:PASSWORD every stream needs that
 user, by Digest (an unauthenticated or wrong request gets a 401).
 
@@ -28,6 +29,11 @@ streams = {
     + " ! video/x-h264,profile=constrained-baseline ! rtph264pay name=pay0 pt=96 config-interval=1",
 }
 streams["/h264-720"] = streams["/h264"].replace("width=640,height=480", "width=1280,height=720")
+streams["/h265"] = (
+    raw.format(w=640, h=480)
+    + " ! x265enc tune=zerolatency speed-preset=ultrafast key-int-max=15"
+    + " ! video/x-h265,profile=main ! rtph265pay name=pay0 pt=96 config-interval=1"
+)
 user = sys.argv[2].split(":", 1) if len(sys.argv) > 2 else None
 if user:
     auth = GstRtspServer.RTSPAuth()

@@ -387,16 +387,21 @@ fn passthrough(buf: Bytes) -> Result<(Bytes, (u32, u32)), framewire_core::jpeg::
 
 /// The frame clients see while a camera is down, encoded once per outage.
 fn no_signal_card(name: &str, w: u32, h: u32, encoded: &AtomicU64) -> Option<Bytes> {
+    let pixels = card(w, h, "NO SIGNAL", name);
+    encode::rgb_to_jpeg(&pixels, w, h, encode::QUALITY, encoded)
+        .map_err(|e| tracing::error!("cannot render no-signal frame: {e:#}"))
+        .ok()
+}
+
+/// A grey card, RGB8, with a title and a line under it.
+fn card(w: u32, h: u32, title: &str, line: &str) -> Vec<u8> {
     let mut c = draw::Canvas::new(w, h);
     c.fill_rect(0, 0, w as i64, h as i64, [48, 48, 48]);
     let scale = (w / 160).max(1);
-    let text = "NO SIGNAL";
-    let x = (w as i64 - draw::Canvas::text_width(text, scale)) / 2;
-    c.text(x, h as i64 / 2 - 8 * scale as i64, scale, text, [255, 80, 80]);
+    let x = (w as i64 - draw::Canvas::text_width(title, scale)) / 2;
+    c.text(x, h as i64 / 2 - 8 * scale as i64, scale, title, [255, 80, 80]);
     let sub = (scale / 2).max(1);
-    let x = (w as i64 - draw::Canvas::text_width(name, sub)) / 2;
-    c.text(x, h as i64 / 2 + 4 * scale as i64, sub, name, [220, 220, 220]);
-    encode::rgb_to_jpeg(&c.pixels, w, h, encode::QUALITY, encoded)
-        .map_err(|e| tracing::error!("cannot render no-signal frame: {e:#}"))
-        .ok()
+    let x = (w as i64 - draw::Canvas::text_width(line, sub)) / 2;
+    c.text(x, h as i64 / 2 + 4 * scale as i64, sub, line, [220, 220, 220]);
+    c.pixels
 }

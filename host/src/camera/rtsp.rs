@@ -6,6 +6,11 @@
 //!   they are, nothing decoded or encoded.
 //! - H.264: decoded (OpenH264, behind [`Decoder`]) and JPEG-encoded once per
 //!   frame, and only while someone watches: an idle camera is hung up on.
+//! - H.265: there is no decoder here, so it can only be recorded (as it
+//!   came); the live view shows a card saying so, once a second.
+//!
+//! A recording camera's H.264 or H.265 goes to the recorder as it arrives,
+//! watched or not, never decoded for it.
 //!
 //! Like every source, a failure ends the session and the capture thread
 //! reopens it with a backoff, showing "no signal" meanwhile.
@@ -70,7 +75,11 @@ impl Decoder for OpenH264 {
 enum Codec {
     Jpeg,
     H264,
+    H265,
 }
+
+/// How often an H.265 camera's live view shows its card.
+const CARD_EVERY: Duration = Duration::from_secs(1);
 
 struct Playing {
     demuxed: retina::client::Demuxed,
@@ -92,13 +101,15 @@ pub struct Rtsp {
     record: Option<crate::record::Sink>,
     /// This camera's sessions, live and stale (see [`Rtsp::connect`]).
     group: Arc<retina::client::SessionGroup>,
+    /// An H.265 camera's live view: a card (RGB8), and when it was last shown.
+    card: Option<(Vec<u8>, Option<Instant>)>,
 }
 
 impl Rtsp {
     pub fn new(url: SourceUrl, stop: Arc<AtomicBool>) -> Result<Rtsp> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let group = Arc::new(retina::client::SessionGroup::default().named(url.display.clone()));
-        Ok(Rtsp { url, runtime, playing: None, decoder: None, pending: None, stop, record: None, group })
+        Ok(Rtsp { url, runtime, playing: None, decoder: None, pending: None, stop, record: None, group, card: None })
     }
 
     fn connect(&mut self) -> Result<Playing> {
@@ -125,7 +136,7 @@ impl Rtsp {
             self.playing = Some(self.connect()?);
         }
         let (playing, runtime, stop) = (self.playing.as_mut().expect("connected above"), &self.runtime, &self.stop);
-        let record = self.record.as_mut().filter(|_| playing.codec == Codec::H264);
+        let record = self.record.as_mut().filter(|_| playing.codec != Codec::Jpeg);
         let started = Instant::now();
         loop {
             if stop.load(Ordering::Relaxed) {
@@ -140,12 +151,21 @@ impl Rtsp {
                     let (pts, key) = (f.timestamp().elapsed(), f.is_random_access_point());
                     let data = Bytes::from(f.into_data());
                     if let Some(sink) = record {
-                        let size = match playing.demuxed.streams()[playing.stream].parameters() {
-                            Some(retina::codec::ParametersRef::Video(v)) => v.pixel_dimensions(),
-                            _ => (0, 0),
+                        let params = match playing.demuxed.streams()[playing.stream].parameters() {
+                            Some(retina::codec::ParametersRef::Video(v)) => Some(v),
+                            _ => None,
                         };
+                        let size = params.map_or((0, 0), |v| v.pixel_dimensions());
                         let captured = SystemTime::now();
-                        sink.send(crate::record::Input::H264 { annexb: data.clone(), pts, key, size, captured });
+                        sink.send(match playing.codec {
+                            Codec::H265 => {
+                                let hvcc = Bytes::copy_from_slice(params.map_or(&[][..], |v| v.extra_data()));
+                                // retina flags IDR only; a CRA starts a segment as well.
+                                let key = key || crate::record::h264::h265_random_access(&data);
+                                crate::record::Input::H265 { data: data.clone(), hvcc, pts, key, size, captured }
+                            }
+                            _ => crate::record::Input::H264 { annexb: data.clone(), pts, key, size, captured },
+                        });
                     }
                     return Ok(data);
                 }
@@ -192,15 +212,19 @@ async fn start(url: &SourceUrl, group: Arc<retina::client::SessionGroup>) -> Res
         let codec = match (s.media(), s.encoding_name()) {
             ("video", "jpeg") => Codec::Jpeg,
             ("video", "h264") => Codec::H264,
+            ("video", "h265") => Codec::H265,
             _ => return None,
         };
         Some((i, codec))
     });
     let Some((i, codec)) = found else {
         let offered: Vec<String> = session.streams().iter().map(|s| format!("{}/{}", s.media(), s.encoding_name())).collect();
-        bail!("no JPEG or H.264 video among the camera's streams ({})", offered.join(", "));
+        bail!("no JPEG, H.264 or H.265 video among the camera's streams ({})", offered.join(", "));
     };
-    let setup = SetupOptions::default().transport(Transport::Tcp(Default::default())).frame_format(FrameFormat::SIMPLE);
+    // H.265 only goes to MP4: length-prefixed, with its hvcC. The others
+    // in Annex B, as the decoder wants them (the recorder converts).
+    let format = if codec == Codec::H265 { FrameFormat::MP4 } else { FrameFormat::SIMPLE };
+    let setup = SetupOptions::default().transport(Transport::Tcp(Default::default())).frame_format(format);
     session.setup(i, setup).await.map_err(|e| anyhow!("SETUP: {e}"))?;
     let playing = session.play(PlayOptions::default()).await.map_err(|e| anyhow!("PLAY: {e}"))?;
     let demuxed = playing.demuxed().map_err(|e| anyhow!("{e}"))?;
@@ -219,12 +243,20 @@ impl Source for Rtsp {
             let size = match self.codec() {
                 Codec::Jpeg => framewire_core::jpeg::check_in_buffer(&frame).ok().map(|i| (i.width.into(), i.height.into())),
                 Codec::H264 => self.decode(&frame).ok().flatten(),
+                Codec::H265 => self.playing.as_ref().and_then(|p| match p.demuxed.streams()[p.stream].parameters() {
+                    Some(retina::codec::ParametersRef::Video(v)) => Some(v.pixel_dimensions()),
+                    _ => None,
+                }),
             };
             if let Some(size) = size {
                 let (codec, how) = match self.codec() {
                     Codec::Jpeg => ("JPEG", "passed through"),
                     Codec::H264 => ("H.264", "decoded and JPEG-encoded here while watched"),
+                    Codec::H265 => ("H.265", "no live view (no H.265 decoder here): recorded as it came, if recording"),
                 };
+                if self.codec() == Codec::H265 {
+                    self.card = Some((super::card(size.0, size.1, "H.265", "recorded only: no live view"), None));
+                }
                 if self.codec() == Codec::Jpeg {
                     self.pending = Some(frame);
                 }
@@ -250,13 +282,21 @@ impl Source for Rtsp {
                         return Ok(Image::Rgb { pixels, captured });
                     }
                 }
+                Codec::H265 => {
+                    let due = self.card.as_ref().context("no card for an H.265 camera")?.1.is_none_or(|t| t.elapsed() >= CARD_EVERY);
+                    if due {
+                        self.card.as_mut().expect("checked above").1 = Some(Instant::now());
+                        let pixels = &self.card.as_ref().expect("checked above").0;
+                        return Ok(Image::Rgb { pixels, captured });
+                    }
+                }
             }
         }
     }
 
     /// Nobody watches: hang up (the next capture reconnects), unless the
-    /// camera records its H.264: then frames go on to the recorder,
-    /// undecoded.
+    /// camera records its H.264 or H.265: then frames go on to the
+    /// recorder, undecoded.
     fn discard(&mut self) -> Result<bool> {
         if self.records_itself() {
             self.next_frame().inspect_err(|_| self.hang_up())?;
@@ -271,7 +311,7 @@ impl Source for Rtsp {
     }
 
     fn records_itself(&self) -> bool {
-        self.record.is_some() && self.codec() == Codec::H264
+        self.record.is_some() && self.codec() != Codec::Jpeg
     }
 
     fn close(&mut self) {

@@ -9,7 +9,7 @@
 //!   `tls-fingerprint=AB:CD:…` to pin a self-signed certificate or
 //!   `tls-insecure` to accept any.
 //! - `rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH`: an RTSP camera (JPEG passed
-//!   through, H.264 decoded while watched).
+//!   through, H.264 decoded while watched, H.265 recorded only).
 //!
 //! Recording (see [`crate::record`]): `record` records the camera into the
 //! media folder; `record-segment=10m` starts a new file that often (default

@@ -59,6 +59,23 @@ impl AccessUnit {
     }
 }
 
+/// Whether an H.265 access unit (length-prefixed) starts a picture a
+/// player can begin at: an IRAP (BLA, IDR or CRA). Cameras' encoders often
+/// send CRA rather than IDR after the first picture, which a sync sample
+/// may be.
+pub fn h265_random_access(length_prefixed: &[u8]) -> bool {
+    let mut rest = length_prefixed;
+    while rest.len() > 4 {
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let Some(nal) = rest.get(4..4 + len) else { break };
+        if nal.first().is_some_and(|h| (16..=21).contains(&((h >> 1) & 0x3f))) {
+            return true;
+        }
+        rest = &rest[4 + len..];
+    }
+    false
+}
+
 /// JPEG frames in, H.264 access units out (OpenH264, Constrained Baseline:
 /// no B-frames, so decode order is presentation order), a keyframe each
 /// second so a player seeks to within a second.
@@ -131,6 +148,15 @@ mod tests {
         assert_eq!(au.sps.as_deref(), Some(&[0x67, 1, 2][..]));
         assert_eq!(au.pps.as_deref(), Some(&[0x68, 3][..]));
         assert_eq!(au.data, [0, 0, 0, 3, 0x67, 1, 2, 0, 0, 0, 2, 0x68, 3, 0, 0, 0, 3, 0x65, 9, 9]);
+    }
+
+    #[test]
+    fn h265_random_access_points_are_bla_idr_or_cra() {
+        let au = |types: &[u8]| -> Vec<u8> { types.iter().flat_map(|t| [0, 0, 0, 2, t << 1, 1]).collect() };
+        assert!(h265_random_access(&au(&[32, 33, 34, 19])), "IDR");
+        assert!(h265_random_access(&au(&[21])), "CRA");
+        assert!(!h265_random_access(&au(&[1])), "trailing picture");
+        assert!(!h265_random_access(&[0, 0, 0, 9, 42]), "cut short");
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //!
 //! Each recording camera has a recorder thread fed through a bounded
 //! channel: the camera never waits for the disk, and a full disk stops the
-//! recording (state and log say why), never the live view. H.264 from the
-//! camera is recorded as it came; JPEG frames are encoded to H.264 here,
-//! once per frame, for recording only.
+//! recording (state and log say why), never the live view. H.264 and H.265
+//! from the camera are recorded as they came; JPEG frames are encoded to
+//! H.264 here, once per frame, for recording only.
 
 pub mod h264;
 pub mod mp4;
@@ -116,6 +116,21 @@ pub enum Input {
     /// An H.264 access unit (Annex B) as the camera sent it, `pts` in 90 kHz
     /// units.
     H264 { annexb: Bytes, pts: i64, key: bool, size: (u32, u32), captured: SystemTime },
+    /// An H.265 access unit, length-prefixed as in MP4, with the camera's
+    /// decoder configuration record (`hvcC`); `key` for any IRAP (see
+    /// [`h264::h265_random_access`]).
+    H265 { data: Bytes, hvcc: Bytes, pts: i64, key: bool, size: (u32, u32), captured: SystemTime },
+}
+
+impl Input {
+    /// A compressed picture that others depend on (dropping it breaks
+    /// the frames up to the next keyframe).
+    fn compressed_key(&self) -> Option<bool> {
+        match self {
+            Input::Jpeg { .. } => None,
+            Input::H264 { key, .. } | Input::H265 { key, .. } => Some(*key),
+        }
+    }
 }
 
 /// Where a camera hands frames to its recorder. Never blocks: a frame that
@@ -130,7 +145,7 @@ pub struct Sink {
 
 impl Sink {
     pub fn send(&mut self, input: Input) {
-        if let Input::H264 { key, .. } = &input {
+        if let Some(key) = input.compressed_key() {
             if self.skip_to_key && !key {
                 self.state.frames_dropped.fetch_add(1, Relaxed);
                 return;
@@ -139,7 +154,7 @@ impl Sink {
         }
         if let Err(TrySendError::Full(i) | TrySendError::Disconnected(i)) = self.tx.try_send(input) {
             self.state.frames_dropped.fetch_add(1, Relaxed);
-            self.skip_to_key = matches!(i, Input::H264 { .. });
+            self.skip_to_key = i.compressed_key().is_some();
         }
     }
 }
@@ -239,19 +254,23 @@ impl Worker {
             self.prune();
             self.recover();
         }
-        let (au, pts, size, captured) = match input {
+        // The picture, and what a segment starting with it would need.
+        let (au, pts, size, captured, hvcc) = match input {
             Input::Jpeg { jpeg, captured } => {
                 // A keyframe starts each segment.
                 let due = self.segment.as_ref().is_none_or(|s| s.elapsed(wall_pts(captured)) >= self.segment_len());
                 let encoder = self.encoder.get_or_insert_with(|| JpegToH264::new(self.fps));
                 self.state.frames_encoded.fetch_add(1, Relaxed);
                 let Some((size, au)) = encoder.encode(&jpeg, due)? else { return Ok(()) };
-                (au, wall_pts(captured), size, captured)
+                (au, wall_pts(captured), size, captured, None)
             }
             Input::H264 { annexb, pts, key, size, captured } => {
                 let mut au = AccessUnit::from_annexb(&annexb);
                 au.key |= key;
-                (au, pts.max(0) as u64, size, captured)
+                (au, pts.max(0) as u64, size, captured, None)
+            }
+            Input::H265 { data, hvcc, pts, key, size, captured } => {
+                (AccessUnit { data: data.to_vec(), key, sps: None, pps: None }, pts.max(0) as u64, size, captured, Some(hvcc))
             }
         };
         // Time going back or jumping ends the segment.
@@ -268,11 +287,17 @@ impl Worker {
             if !au.key || size.0 == 0 || size.1 == 0 {
                 return Ok(()); // wait for a keyframe, and the camera's picture size
             }
+            let codec = match hvcc {
+                Some(record) => mp4::Codec::hevc(&record)?,
+                None => mp4::Codec::Avc {
+                    sps: au.sps.clone().context("a keyframe without its SPS")?,
+                    pps: au.pps.clone().context("a keyframe without its PPS")?,
+                },
+            };
             let track = Track {
                 width: u16::try_from(size.0).context("frame too wide")?,
                 height: u16::try_from(size.1).context("frame too tall")?,
-                sps: au.sps.clone().context("a keyframe without its SPS")?,
-                pps: au.pps.clone().context("a keyframe without its PPS")?,
+                codec,
             };
             let path = self.new_path(captured)?;
             self.segment = Some(Segment::create(&path, track)?);

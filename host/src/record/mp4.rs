@@ -7,7 +7,7 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use mp4_atom::{
-    Avc1, Avcc, Co64, Decode, Dinf, Dref, Encode, Ftyp, Hdlr, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mvex, Mvhd, Stbl, Stsc,
+    Avc1, Avcc, Co64, Decode, Hvc1, Dinf, Dref, Encode, Ftyp, Hdlr, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mvex, Mvhd, Stbl, Stsc,
     StscEntry, Stsd, Stss, Stsz, StszSamples, Stts, SttsEntry, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry,
     TrunSamples, Url, Visual, Vmhd,
 };
@@ -29,13 +29,31 @@ const LAST_DURATION: u32 = TIMESCALE / 30;
 const KEY_FLAGS: u32 = 0x0200_0000;
 const DELTA_FLAGS: u32 = 0x0101_0000;
 
-/// The video track: its size and H.264 parameter sets.
+/// The video track: its size and codec configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Track {
     pub width: u16,
     pub height: u16,
-    pub sps: Vec<u8>,
-    pub pps: Vec<u8>,
+    pub codec: Codec,
+}
+
+/// A track's codec and what a decoder needs to start.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Codec {
+    /// H.264, from its parameter sets.
+    Avc { sps: Vec<u8>, pps: Vec<u8> },
+    /// H.265, from its decoder configuration record (`hvcC`).
+    Hevc(Box<mp4_atom::Hvcc>),
+}
+
+impl Codec {
+    /// H.265 from an `HEVCDecoderConfigurationRecord`, as a camera's RTSP
+    /// session gives it.
+    pub fn hevc(record: &[u8]) -> Result<Codec> {
+        let boxed = [&(record.len() as u32 + 8).to_be_bytes()[..], b"hvcC", record].concat();
+        let hvcc = mp4_atom::Hvcc::decode(&mut &boxed[..]).map_err(|e| anyhow::anyhow!("H.265 configuration: {e}"))?;
+        Ok(Codec::Hevc(Box::new(hvcc)))
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -97,25 +115,23 @@ fn ftyp(fragmented: bool) -> Ftyp {
 /// when finished.
 fn moov(track: &Track, duration: u64, stbl_tables: Option<Stbl>, fragmented: bool) -> Result<Moov> {
     let mut stbl = stbl_tables.unwrap_or_default();
-    stbl.stsd = Stsd {
-        codecs: vec![
-            Avc1 {
-                visual: Visual {
-                    data_reference_index: 1,
-                    width: track.width,
-                    height: track.height,
-                    horizresolution: 72.into(),
-                    vertresolution: 72.into(),
-                    frame_count: 1,
-                    compressor: "".into(),
-                    depth: 24,
-                },
-                avcc: Avcc::new(&track.sps, &track.pps).context("H.264 parameter sets")?,
-                ..Default::default()
-            }
-            .into(),
-        ],
+    let visual = Visual {
+        data_reference_index: 1,
+        width: track.width,
+        height: track.height,
+        horizresolution: 72.into(),
+        vertresolution: 72.into(),
+        frame_count: 1,
+        compressor: "".into(),
+        depth: 24,
     };
+    let entry = match &track.codec {
+        Codec::Avc { sps, pps } => {
+            Avc1 { visual, avcc: Avcc::new(sps, pps).context("H.264 parameter sets")?, ..Default::default() }.into()
+        }
+        Codec::Hevc(hvcc) => Hvc1 { visual, hvcc: (**hvcc).clone(), ..Default::default() }.into(),
+    };
+    stbl.stsd = Stsd { codecs: vec![entry] };
     let movie_duration = duration * 1000 / TIMESCALE as u64;
     Ok(Moov {
         mvhd: Mvhd { timescale: 1000, duration: movie_duration, next_track_id: 2, ..Default::default() },
@@ -451,12 +467,19 @@ pub fn recover(rec: &Path) -> Result<(PathBuf, u64)> {
 
 fn track_of(moov: &Moov) -> Result<Track> {
     let trak = moov.trak.first().context("no track")?;
-    let Some(mp4_atom::Codec::Avc1(avc1)) = trak.mdia.minf.stbl.stsd.codecs.first() else { bail!("not an H.264 track") };
-    Ok(Track {
-        width: avc1.visual.width,
-        height: avc1.visual.height,
-        sps: avc1.avcc.sequence_parameter_sets.first().cloned().context("no SPS")?,
-        pps: avc1.avcc.picture_parameter_sets.first().cloned().context("no PPS")?,
+    Ok(match trak.mdia.minf.stbl.stsd.codecs.first() {
+        Some(mp4_atom::Codec::Avc1(avc1)) => Track {
+            width: avc1.visual.width,
+            height: avc1.visual.height,
+            codec: Codec::Avc {
+                sps: avc1.avcc.sequence_parameter_sets.first().cloned().context("no SPS")?,
+                pps: avc1.avcc.picture_parameter_sets.first().cloned().context("no PPS")?,
+            },
+        },
+        Some(mp4_atom::Codec::Hvc1(hvc1)) => {
+            Track { width: hvc1.visual.width, height: hvc1.visual.height, codec: Codec::Hevc(Box::new(hvc1.hvcc.clone())) }
+        }
+        _ => bail!("not an H.264 or H.265 track"),
     })
 }
 
@@ -476,7 +499,8 @@ mod tests {
             let jpeg = crate::encode::rgb_to_jpeg(&rgb, 64, 48, 80, &calls).unwrap();
             let (_, au) = enc.encode(&jpeg, i % 10 == 0).unwrap().unwrap();
             if track.is_none() {
-                track = Some(Track { width: 64, height: 48, sps: au.sps.clone().unwrap(), pps: au.pps.clone().unwrap() });
+                let codec = Codec::Avc { sps: au.sps.clone().unwrap(), pps: au.pps.clone().unwrap() };
+                track = Some(Track { width: 64, height: 48, codec });
             }
             out.push((au.data, 1_000_000 + i as u64 * 9000, au.key));
         }
