@@ -68,6 +68,32 @@ fn top_level_boxes(file: &[u8]) -> Vec<String> {
     out
 }
 
+/// A server whose `cameras` record into `dir/media` (created), caching in `dir/cache`.
+async fn serve_recording(dir: &Path, cameras: Vec<String>) -> framewire::Server {
+    let media = dir.join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    start_with(ServeArgs {
+        cameras,
+        media: Some(media),
+        cache_dir: Some(dir.join("cache").display().to_string()),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// The first segment an RTSP camera recording 3 s segments finishes,
+/// checked: `codec` at 640x480, about 3 s, its index first.
+async fn first_rtsp_segment(cam_dir: &Path, codec: &str) -> PathBuf {
+    wait_for("a finished segment", Duration::from_secs(60), || !segments(cam_dir).0.is_empty()).await;
+    let file = segments(cam_dir).0.remove(0);
+    let (secs, found, w, h, frames) = probe(&file);
+    assert_eq!((found.as_str(), w, h), (codec, 640, 480), "{}", file.display());
+    assert!((2.9..4.5).contains(&secs) && frames >= 20, "{secs} s, {frames} frames");
+    assert_eq!(top_level_boxes(&std::fs::read(&file).unwrap()), ["ftyp", "moov", "mdat"]);
+    file
+}
+
 async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
@@ -107,14 +133,7 @@ async fn the_test_camera_is_recorded_in_segments_the_library_serves() {
     assert!(!crashed.exists());
 
     let started = Instant::now();
-    let server = start_with(ServeArgs {
-        cameras: vec!["front=test:320x240@15,record,record-segment=4s".into()],
-        media: Some(media.clone()),
-        cache_dir: Some(dir.path().join("cache").display().to_string()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = serve_recording(dir.path(), vec!["front=test:320x240@15,record,record-segment=4s".into()]).await;
     let addr = server.addr;
 
     // The crash's file, finished at start with its two whole fragments.
@@ -182,17 +201,8 @@ async fn the_test_camera_is_recorded_in_segments_the_library_serves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_keeps_the_newest_segments_within_the_size_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let media = dir.path().join("media");
-    let cam_dir = media.join("recordings/r");
-    std::fs::create_dir_all(&media).unwrap();
-    let server = start_with(ServeArgs {
-        cameras: vec!["r=test:320x240@15,record,record-segment=1s,record-max=100K".into()],
-        media: Some(media.clone()),
-        cache_dir: Some(dir.path().join("cache").display().to_string()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let cam_dir = dir.path().join("media/recordings/r");
+    let server = serve_recording(dir.path(), vec!["r=test:320x240@15,record,record-segment=1s,record-max=100K".into()]).await;
     let addr = server.addr;
     let mut seen = Vec::new();
     wait_for("eight finished segments", Duration::from_secs(90), || {
@@ -221,23 +231,9 @@ async fn retention_keeps_the_newest_segments_within_the_size_limit() {
 async fn rtsp_h264_is_recorded_as_it_came_without_decoding() {
     let rtsp = framewire_tests::rtsp::RtspServer::start(0).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let media = dir.path().join("media");
-    std::fs::create_dir_all(&media).unwrap();
-    let cam_dir = media.join("recordings/rh");
-    let server = start_with(ServeArgs {
-        cameras: vec![format!("rh={},record,record-segment=3s", rtsp.url("/h264"))],
-        media: Some(media.clone()),
-        cache_dir: Some(dir.path().join("cache").display().to_string()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = serve_recording(dir.path(), vec![format!("rh={},record,record-segment=3s", rtsp.url("/h264"))]).await;
     let addr = server.addr;
-    wait_for("a finished segment", Duration::from_secs(60), || !segments(&cam_dir).0.is_empty()).await;
-    let (files, _) = segments(&cam_dir);
-    let (secs, codec, w, h, frames) = probe(&files[0]);
-    assert_eq!((codec.as_str(), w, h), ("h264", 640, 480), "{}", files[0].display());
-    assert!((2.9..4.5).contains(&secs) && frames >= 20, "{secs} s, {frames} frames");
+    first_rtsp_segment(&dir.path().join("media/recordings/rh"), "h264").await;
     // Unwatched: nothing decoded, nothing encoded, for viewers or for the recording.
     let state = camera_state(addr, "rh").await.unwrap();
     assert_eq!(state["status"], "idle", "{state}");
@@ -260,24 +256,9 @@ async fn rtsp_h264_is_recorded_as_it_came_without_decoding() {
 async fn rtsp_h265_is_recorded_as_it_came_and_its_live_view_says_why_it_is_blank() {
     let rtsp = framewire_tests::rtsp::RtspServer::start(0).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let media = dir.path().join("media");
-    std::fs::create_dir_all(&media).unwrap();
-    let cam_dir = media.join("recordings/hevc");
-    let server = start_with(ServeArgs {
-        cameras: vec![format!("hevc={},record,record-segment=3s", rtsp.url("/h265"))],
-        media: Some(media.clone()),
-        cache_dir: Some(dir.path().join("cache").display().to_string()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = serve_recording(dir.path(), vec![format!("hevc={},record,record-segment=3s", rtsp.url("/h265"))]).await;
     let addr = server.addr;
-    wait_for("a finished segment", Duration::from_secs(60), || !segments(&cam_dir).0.is_empty()).await;
-    let (files, _) = segments(&cam_dir);
-    let (secs, codec, w, h, frames) = probe(&files[0]);
-    assert_eq!((codec.as_str(), w, h), ("hevc", 640, 480), "{}", files[0].display());
-    assert!((2.9..4.5).contains(&secs) && frames >= 20, "{secs} s, {frames} frames");
-    assert_eq!(top_level_boxes(&std::fs::read(&files[0]).unwrap()), ["ftyp", "moov", "mdat"]);
+    first_rtsp_segment(&dir.path().join("media/recordings/hevc"), "hevc").await;
     let state = camera_state(addr, "hevc").await.unwrap();
     assert!(state["format"].as_str().unwrap().starts_with("H.265 640x480 from rtsp://"), "{state}");
     // No decoder: a viewer gets a card at the camera's size, once a second.

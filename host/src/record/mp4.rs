@@ -507,15 +507,20 @@ mod tests {
         (track.unwrap(), out)
     }
 
-    fn boxes(file: &[u8]) -> Vec<String> {
+    /// The top-level boxes' types and offsets.
+    fn boxes_at(file: &[u8]) -> Vec<(String, usize)> {
         let mut at = 0;
         let mut out = Vec::new();
         while at + 8 <= file.len() {
             let size = u32::from_be_bytes(file[at..at + 4].try_into().unwrap()) as usize;
-            out.push(String::from_utf8_lossy(&file[at + 4..at + 8]).into_owned());
+            out.push((String::from_utf8_lossy(&file[at + 4..at + 8]).into_owned(), at));
             at += size;
         }
         out
+    }
+
+    fn boxes(file: &[u8]) -> Vec<String> {
+        boxes_at(file).into_iter().map(|(kind, _)| kind).collect()
     }
 
     #[test]
@@ -535,7 +540,7 @@ mod tests {
         assert_eq!(duration, 35 * 9000, "35 frames of 1/10 s");
         let file = std::fs::read(&path).unwrap();
         assert_eq!(boxes(&file), ["ftyp", "moov", "mdat"]);
-        let moov = Moov::decode(&mut &file[boxes_len(&file, 1)..]).unwrap();
+        let moov = Moov::decode(&mut &file[boxes_at(&file)[1].1..]).unwrap();
         let stbl = &moov.trak[0].mdia.minf.stbl;
         assert_eq!(stbl.stss.as_ref().unwrap().entries, [1, 11, 21, 31]);
         let StszSamples::Different { sizes } = &stbl.stsz.samples else { panic!() };
@@ -554,15 +559,6 @@ mod tests {
         }
         assert_eq!(sample, 35);
         assert_eq!(moov.mvhd.duration, 3500);
-    }
-
-    /// Offset of the `n`th top-level box.
-    fn boxes_len(file: &[u8], n: usize) -> usize {
-        let mut at = 0;
-        for _ in 0..n {
-            at += u32::from_be_bytes(file[at..at + 4].try_into().unwrap()) as usize;
-        }
-        at
     }
 
     #[test]
