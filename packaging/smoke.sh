@@ -3,8 +3,9 @@
 # through an emulator given as RUNNER, another one (`./dev cross` runs the
 # aarch64 build under qemu-user). It starts the binary on the test camera
 # and the sample media, reads 30 frames of the live stream, a range of a
-# sample file, swaps a component into a running route and uses it, and
-# stops it with SIGTERM. Figures go to standard output.
+# sample file, swaps a component into a running route and uses it, records
+# a second camera (H.264, encoded on this machine) into the media folder,
+# and stops it with SIGTERM. Figures go to standard output.
 #   packaging/smoke.sh BIN COMPONENT.wasm [RUNNER...]
 # COMPONENT is examples/thumbnail built for wasm32-wasip2.
 set -euo pipefail
@@ -18,10 +19,13 @@ fail() { echo "smoke: $*" >&2; [ -f "$work/err" ] && tail -20 "$work/err" >&2; e
 now() { date +%s.%N; }
 since() { printf '%.1f' "$(echo "$(now) - $1" | bc)"; }
 
+# A writable media folder (recordings go there) with the sample files.
+mkdir -p "$work/media"
+cp media/sample.* "$work/media/"
 cat >"$work/framewire.toml" <<EOF
 listen = "127.0.0.1:0"
-media = "$PWD/media"
-cameras = ["cam=test:320x240@15"]
+media = "$work/media"
+cameras = ["cam=test:320x240@15", "rec=test:160x120@10,record,record-segment=2s"]
 [routes.thumbs]
 paths = ["/thumbnails"]
 component = "builtin:page"
@@ -94,6 +98,30 @@ m = re.search(rb"\xff\xc0..\x08(..)(..)", b, re.S)
 size = (int.from_bytes(m.group(2), "big"), int.from_bytes(m.group(1), "big"))
 sys.exit(0 if size == (80, 60) else "thumbnail is %dx%d" % size)' "$work/thumb.jpg" || fail "thumbnail size"
 echo "thumbnail from the swapped component: 80x60 JPEG"
+
+# The recording camera: its first 2 s segment, an MP4 with its index first.
+t=$(now)
+seg=
+for _ in $(seq 1 600); do
+    seg=$(find "$work/media/recordings/rec" -name '*.mp4' 2>/dev/null | sort | head -1)
+    [ -n "$seg" ] && break
+    sleep 0.1
+done
+[ -n "$seg" ] || fail "no finished recording within 60 s"
+[ "$(head -c 8 "$seg" | tail -c 4)" = ftyp ] || fail "recording: not an MP4"
+python3 -c '
+import sys
+b = open(sys.argv[1], "rb").read()
+at, kinds = 0, []
+while at + 8 <= len(b):
+    kinds.append(b[at + 4:at + 8].decode("latin1"))
+    at += int.from_bytes(b[at:at + 4], "big")
+sys.exit(0 if kinds == ["ftyp", "moov", "mdat"] else "recording boxes: %s" % kinds)' "$seg" || fail "recording layout"
+if command -v ffprobe >/dev/null; then
+    got=$(ffprobe -v error -select_streams v:0 -show_entries stream=codec_name,width,height -of csv=p=0 "$seg")
+    [ "$got" = "h264,160,120" ] || fail "recording: ffprobe says $got"
+fi
+echo "recorded $(basename "$seg") ($(stat -c %s "$seg") bytes, H.264 160x120) within $(since "$t") s"
 
 # SIGTERM: a clean stop.
 kill -TERM "$pid"
