@@ -154,6 +154,7 @@ async fn the_test_camera_is_recorded_in_segments_the_library_serves() {
     assert_eq!(state["clients"], 0);
     let rec = &state["recording"];
     assert!(rec["segments"].as_u64().is_some_and(|n| n >= 2) && rec["error"].is_null(), "{state}");
+    assert_eq!(rec["folder"], "recordings/front");
     assert!(rec["file"].as_str().is_some_and(|f| f.starts_with("recordings/front/") && f.ends_with(".mp4")), "{state}");
 
     // Each finished segment: 4 s of H.264 (from its first frame to the
@@ -201,8 +202,10 @@ async fn the_test_camera_is_recorded_in_segments_the_library_serves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_keeps_the_newest_segments_within_the_size_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let cam_dir = dir.path().join("media/recordings/r");
-    let server = serve_recording(dir.path(), vec!["r=test:320x240@15,record,record-segment=1s,record-max=100K".into()]).await;
+    // In a folder of its own choosing.
+    let cam_dir = dir.path().join("media/archive/yard");
+    let spec = "r=test:320x240@15,record,record-segment=1s,record-max=100K,record-dir=archive/yard";
+    let server = serve_recording(dir.path(), vec![spec.into()]).await;
     let addr = server.addr;
     let mut seen = Vec::new();
     wait_for("eight finished segments", Duration::from_secs(90), || {
@@ -216,6 +219,7 @@ async fn retention_keeps_the_newest_segments_within_the_size_limit() {
     .await;
     let m = scrape(addr).await;
     assert!(series_value(&m, "framewire_recording_segments_total{camera=\"r\"}") >= 8.0);
+    assert_eq!(camera_state(addr, "r").await.unwrap()["recording"]["folder"], "archive/yard");
     let (left, _) = segments(&cam_dir);
     let total: u64 = left.iter().map(|f| f.metadata().map_or(0, |m| m.len())).sum();
     assert!(total <= 100 * 1024, "{total} bytes left in {left:?}");

@@ -119,6 +119,7 @@ impl frames::Host for Ctx {
             return Ok(Err(frames::Error::UnknownCamera(camera)));
         };
         let recording = f.recording.get().map(|r| frames::RecordingInfo {
+            folder: r.folder.clone(),
             file: r.segment().map(|p| p.to_string_lossy().into_owned()),
             error: r.error(),
             segments: r.segments_finished.load(Relaxed),

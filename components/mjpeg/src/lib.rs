@@ -160,6 +160,7 @@ fn state() -> serde_json::Value {
             let details = frames::details(&c.name).ok();
             let recording = details.as_ref().and_then(|d| d.recording.as_ref()).map(|r| {
                 json!({
+                    "folder": r.folder,
                     "file": r.file,
                     "error": r.error,
                     "segments": r.segments,

@@ -93,7 +93,9 @@ function updateCard(card, state) {
   rec.textContent = recording && recording.error ? "REC stopped" : "REC";
   rec.title = recording ? recording.error || `Recording ${recording.file || ""}` : "";
   rec.classList.toggle("stopped", Boolean(recording && recording.error));
-  card.el.querySelector(".recordings").hidden = !recording;
+  const link = card.el.querySelector(".recordings");
+  link.hidden = !recording;
+  if (recording) link.href = MEDIA_ROOT + recording.folder.split("/").map(encodeURIComponent).join("/") + "/";
   const text = STATUS_TEXT[state.status];
   card.message.hidden = !text;
   card.message.textContent = text ? text(state) : "";

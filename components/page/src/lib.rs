@@ -64,7 +64,7 @@ fn card(c: &frames::CameraInfo) -> String {
     <span class="actions">
       <button type="button" class="pause">Pause</button>
       <a class="button snapshot" href="/cameras/{name}/snapshot" download="{name}.jpg">Snapshot</a>
-      <a class="button recordings" href="/media/recordings/{name}/" hidden>Recordings</a>
+      <a class="button recordings" href="/media/" hidden>Recordings</a>
     </span>
   </footer>
 </article>

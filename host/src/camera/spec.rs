@@ -14,7 +14,9 @@
 //! Recording (see [`crate::record`]): `record` records the camera into the
 //! media folder; `record-segment=10m` starts a new file that often (default
 //! 10 minutes); `record-keep=7d` deletes segments older than that;
-//! `record-max=20G` deletes the oldest while the camera's take more.
+//! `record-max=20G` deletes the oldest while the camera's take more;
+//! `record-dir=cams/gate` records into that folder of the media folder
+//! instead of `recordings/CAMERA`.
 //!
 //! Options: `always-on` keeps the camera capturing with nobody watching
 //! (otherwise it idles: nothing drawn, decoded or encoded). For webcams,
@@ -157,6 +159,12 @@ impl CameraSpec {
                 "down-ms" => spec.down_ms = v.parse().with_context(|| format!("bad down-ms {v:?}"))?,
                 "tls-fingerprint" => spec.tls_trust = super::source_tls::Trust::pinned(v)?,
                 "record-segment" => spec.record.get_or_insert_default().segment = crate::record::parse_duration(v)?,
+                "record-dir" => {
+                    // As a URL path under /media/ would name it: served, so no dot or hidden names.
+                    let path = framewire_core::media_path::resolve(v).map_err(|e| anyhow::anyhow!("record-dir {v:?}: {}", e.0))?;
+                    ensure!(!path.segments.is_empty(), "record-dir {v:?}: name a folder under the media folder");
+                    spec.record.get_or_insert_default().folder = Some(path.relative());
+                }
                 "record-keep" => spec.record.get_or_insert_default().keep = Some(crate::record::parse_duration(v)?),
                 "record-max" => spec.record.get_or_insert_default().max_bytes = Some(crate::record::parse_size(v)?),
                 "format" => {
@@ -165,7 +173,7 @@ impl CameraSpec {
                     spec.format = Some(f);
                 }
                 _ => bail!(
-                    "unknown option {k:?}; known: always-on, record, record-segment, record-keep, record-max, format, \
+                    "unknown option {k:?}; known: always-on, record, record-segment, record-keep, record-max, record-dir, format, \
                      fail-after, panic-after, down-ms, tls-fingerprint, tls-insecure"
                 ),
             }
@@ -212,6 +220,8 @@ mod tests {
         assert_eq!((r.segment.as_secs(), r.keep.unwrap().as_secs(), r.max_bytes), (90, 7 * 86_400, Some(20 << 30)));
         assert_eq!(CameraSpec::parse("r", "test,record").unwrap().record.unwrap().segment.as_secs(), 600);
         assert_eq!(CameraSpec::parse("r", "test").unwrap().record, None);
+        let r = CameraSpec::parse("r", "test,record-dir=cams/gate/").unwrap().record.unwrap();
+        assert_eq!(r.folder.as_deref(), Some("cams/gate"));
     }
 
     #[test]
@@ -232,6 +242,9 @@ mod tests {
             ("x=test,record-segment=0", "more than 0"),
             ("x=test,record-keep=3w", "s, m, h or d"),
             ("x=test,record-max=lots", "K, M, G or T"),
+            ("x=test,record-dir=../etc", "dot segment"),
+            ("x=test,record-dir=.hidden", "hidden name"),
+            ("x=test,record-dir=/", "name a folder"),
         ] {
             let err = format!("{:#}", CameraSpec::parse_named(bad).unwrap_err());
             assert!(err.contains(why), "{bad}: {err}");

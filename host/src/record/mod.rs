@@ -29,6 +29,9 @@ pub const FOLDER: &str = "recordings";
 /// A camera's `record` options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordSpec {
+    /// Where its segments go, relative to the media folder (and served
+    /// from there); None: `recordings/CAMERA`.
+    pub folder: Option<String>,
     /// A new file starts (at a keyframe) after this long.
     pub segment: Duration,
     /// Segments older than this are deleted.
@@ -40,7 +43,7 @@ pub struct RecordSpec {
 
 impl Default for RecordSpec {
     fn default() -> Self {
-        RecordSpec { segment: Duration::from_secs(600), keep: None, max_bytes: None }
+        RecordSpec { folder: None, segment: Duration::from_secs(600), keep: None, max_bytes: None }
     }
 }
 
@@ -78,6 +81,8 @@ pub fn parse_size(s: &str) -> Result<u64> {
 /// What a recorder is doing, for `/metrics` and the log.
 #[derive(Default, Debug)]
 pub struct State {
+    /// The camera's recordings folder, relative to the media folder.
+    pub folder: String,
     inner: Mutex<StateInner>,
     pub frames_written: AtomicU64,
     pub bytes_written: AtomicU64,
@@ -175,13 +180,15 @@ const GAP: Duration = Duration::from_secs(5);
 const RETRY: Duration = Duration::from_secs(10);
 
 impl Recorder {
-    /// Start recording camera `name` into `media/recordings/name/`. Whole
-    /// fragments left in unfinished files by an earlier run are finished first.
+    /// Start recording camera `name` into `media/recordings/name/` (or the
+    /// spec's folder). Whole fragments left in unfinished files by an
+    /// earlier run are finished first.
     pub fn start(media: &Path, name: &str, spec: RecordSpec, fps: f32) -> Result<Recorder> {
-        let dir = media.join(FOLDER).join(name);
+        let folder = spec.folder.clone().unwrap_or_else(|| format!("{FOLDER}/{name}"));
+        let dir = media.join(&folder);
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}: the media folder must be writable to record", dir.display()))?;
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
-        let state = Arc::new(State::default());
+        let state = Arc::new(State { folder, ..Default::default() });
         let media = media.to_path_buf();
         let mut worker = Worker { media, dir, spec, fps, state: state.clone(), segment: None, encoder: None, last: None, retry_at: None };
         let name = name.to_string();
@@ -283,6 +290,14 @@ impl Worker {
         if self.segment.as_ref().is_some_and(|s| au.key && s.elapsed(pts) >= self.segment_len()) {
             self.finish();
         }
+        // A new size or new parameter sets (a camera reopened differently)
+        // need a new track: a new file, from this keyframe.
+        let new_track = |seg: &Segment| {
+            (u32::from(seg.track().width), u32::from(seg.track().height)) != size || changed_parameters(&seg.track().codec, &au)
+        };
+        if au.key && self.segment.as_ref().is_some_and(new_track) {
+            self.finish();
+        }
         if self.segment.is_none() {
             if !au.key || size.0 == 0 || size.1 == 0 {
                 return Ok(()); // wait for a keyframe, and the camera's picture size
@@ -379,7 +394,63 @@ impl Worker {
     }
 }
 
+/// Whether `au` brings H.264 parameter sets other than the track's.
+fn changed_parameters(track: &mp4::Codec, au: &AccessUnit) -> bool {
+    match track {
+        mp4::Codec::Avc { sps, pps } => au.sps.as_ref().is_some_and(|s| s != sps) || au.pps.as_ref().is_some_and(|p| p != pps),
+        mp4::Codec::Hevc(_) => false,
+    }
+}
+
 /// A capture time as a pts: microseconds since the epoch in 90 kHz units.
 fn wall_pts(t: SystemTime) -> u64 {
     crate::frames::unix_micros(t) * 9 / 100
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mp4_atom::Decode;
+
+    #[test]
+    fn a_camera_reopened_at_another_size_starts_a_new_file() {
+        let media = tempfile::tempdir().unwrap();
+        let dir = media.path().join("recordings/t");
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = Arc::new(State::default());
+        let mut w = Worker {
+            media: media.path().to_path_buf(),
+            dir: dir.clone(),
+            spec: RecordSpec::default(),
+            fps: 10.0,
+            state: state.clone(),
+            segment: None,
+            encoder: None,
+            last: None,
+            retry_at: None,
+        };
+        let calls = AtomicU64::new(0);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for i in 0..30u32 {
+            let (width, height) = if i < 15 { (64, 48) } else { (96, 64) };
+            let rgb: Vec<u8> = (0..width * height * 3).map(|p| ((p + i * 3) % 251) as u8).collect();
+            let jpeg = crate::encode::rgb_to_jpeg(&rgb, width, height, 80, &calls).unwrap();
+            w.take(Input::Jpeg { jpeg, captured: t0 + Duration::from_millis(100 * i as u64) }).unwrap();
+        }
+        w.finish();
+        assert_eq!(state.segments_finished.load(Relaxed), 2);
+        let mut sizes = Vec::new();
+        for day in std::fs::read_dir(&dir).unwrap().flatten() {
+            let mut files: Vec<_> = std::fs::read_dir(day.path()).unwrap().flatten().map(|e| e.path()).collect();
+            files.sort();
+            for f in files {
+                let bytes = std::fs::read(&f).unwrap();
+                let ftyp = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+                let moov = mp4_atom::Moov::decode(&mut &bytes[ftyp..]).unwrap();
+                let tkhd = &moov.trak[0].tkhd;
+                sizes.push((tkhd.width.integer(), tkhd.height.integer(), moov.mvhd.duration));
+            }
+        }
+        assert_eq!(sizes, [(64, 48, 1500), (96, 64, 1500)]);
+    }
 }
