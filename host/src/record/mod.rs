@@ -268,7 +268,12 @@ impl Worker {
                 let due = self.segment.as_ref().is_none_or(|s| s.elapsed(wall_pts(captured)) >= self.segment_len());
                 let encoder = self.encoder.get_or_insert_with(|| JpegToH264::new(self.fps));
                 self.state.frames_encoded.fetch_add(1, Relaxed);
-                let Some((size, au)) = encoder.encode(&jpeg, due)? else { return Ok(()) };
+                // A frame that does not decode is dropped, not a reason to stop.
+                let (size, au) = match encoder.encode(&jpeg, due) {
+                    Ok(Some(encoded)) => encoded,
+                    Ok(None) => return Ok(()),
+                    Err(e) => return Ok(self.drop_frame(&e)),
+                };
                 (au, wall_pts(captured), size, captured, None)
             }
             Input::H264 { annexb, pts, key, size, captured } => {
@@ -302,17 +307,9 @@ impl Worker {
             if !au.key || size.0 == 0 || size.1 == 0 {
                 return Ok(()); // wait for a keyframe, and the camera's picture size
             }
-            let codec = match hvcc {
-                Some(record) => mp4::Codec::hevc(&record)?,
-                None => mp4::Codec::Avc {
-                    sps: au.sps.clone().context("a keyframe without its SPS")?,
-                    pps: au.pps.clone().context("a keyframe without its PPS")?,
-                },
-            };
-            let track = Track {
-                width: u16::try_from(size.0).context("frame too wide")?,
-                height: u16::try_from(size.1).context("frame too tall")?,
-                codec,
+            let track = match track_for(&au, size, hvcc.as_deref()) {
+                Ok(track) => track,
+                Err(e) => return Ok(self.drop_frame(&e)),
             };
             let path = self.new_path(captured)?;
             self.segment = Some(Segment::create(&path, track)?);
@@ -320,13 +317,20 @@ impl Worker {
             self.state.set(path.strip_prefix(&self.media).ok().map(Path::to_path_buf), None);
         }
         let seg = self.segment.as_mut().expect("made above");
-        let before = seg.written();
         let len = au.data.len() as u64;
         seg.push(au.data, pts, au.key)?;
         self.state.frames_written.fetch_add(1, Relaxed);
-        self.state.bytes_written.fetch_add((seg.written() - before).max(len), Relaxed);
+        self.state.bytes_written.fetch_add(len, Relaxed);
         self.last = Some((pts, Instant::now()));
         Ok(())
+    }
+
+    /// A frame the recorder cannot use (it does not decode, or a keyframe
+    /// lacks its parameter sets): counted, logged, and recording goes on.
+    fn drop_frame(&self, e: &anyhow::Error) {
+        if self.state.frames_dropped.fetch_add(1, Relaxed) % 100 == 0 {
+            tracing::warn!(dir = %self.dir.display(), "recording dropped a frame: {e:#}");
+        }
     }
 
     fn segment_len(&self) -> u64 {
@@ -394,6 +398,22 @@ impl Worker {
     }
 }
 
+/// The track a segment starting with keyframe `au` has.
+fn track_for(au: &AccessUnit, size: (u32, u32), hvcc: Option<&[u8]>) -> Result<Track> {
+    let codec = match hvcc {
+        Some(record) => mp4::Codec::hevc(record)?,
+        None => mp4::Codec::Avc {
+            sps: au.sps.clone().context("a keyframe without its SPS")?,
+            pps: au.pps.clone().context("a keyframe without its PPS")?,
+        },
+    };
+    Ok(Track {
+        width: u16::try_from(size.0).context("frame too wide")?,
+        height: u16::try_from(size.1).context("frame too tall")?,
+        codec,
+    })
+}
+
 /// Whether `au` brings H.264 parameter sets other than the track's.
 fn changed_parameters(track: &mp4::Codec, au: &AccessUnit) -> bool {
     match track {
@@ -412,32 +432,43 @@ mod tests {
     use super::*;
     use mp4_atom::Decode;
 
-    #[test]
-    fn a_camera_reopened_at_another_size_starts_a_new_file() {
-        let media = tempfile::tempdir().unwrap();
-        let dir = media.path().join("recordings/t");
+    /// A recorder at 10 fps into `media/recordings/t`, its thread left out.
+    fn worker(media: &Path) -> Worker {
+        let dir = media.join("recordings/t");
         std::fs::create_dir_all(&dir).unwrap();
-        let state = Arc::new(State::default());
-        let mut w = Worker {
-            media: media.path().to_path_buf(),
-            dir: dir.clone(),
+        Worker {
+            media: media.to_path_buf(),
+            dir,
             spec: RecordSpec::default(),
             fps: 10.0,
-            state: state.clone(),
+            state: Arc::new(State::default()),
             segment: None,
             encoder: None,
             last: None,
             retry_at: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_camera_reopened_at_another_size_starts_a_new_file_and_a_broken_frame_is_only_dropped() {
+        let media = tempfile::tempdir().unwrap();
+        let mut w = worker(media.path());
+        let (dir, state) = (w.dir.clone(), w.state.clone());
         let calls = AtomicU64::new(0);
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         for i in 0..30u32 {
             let (width, height) = if i < 15 { (64, 48) } else { (96, 64) };
             let rgb: Vec<u8> = (0..width * height * 3).map(|p| ((p + i * 3) % 251) as u8).collect();
             let jpeg = crate::encode::rgb_to_jpeg(&rgb, width, height, 80, &calls).unwrap();
-            w.take(Input::Jpeg { jpeg, captured: t0 + Duration::from_millis(100 * i as u64) }).unwrap();
+            let captured = t0 + Duration::from_millis(100 * i as u64);
+            w.take(Input::Jpeg { jpeg, captured }).unwrap();
+            if i == 20 {
+                w.take(Input::Jpeg { jpeg: Bytes::from_static(b"\xff\xd8 not a picture"), captured }).unwrap();
+            }
         }
         w.finish();
+        assert_eq!(state.error(), None);
+        assert_eq!(state.frames_dropped.load(Relaxed), 1);
         assert_eq!(state.segments_finished.load(Relaxed), 2);
         let mut sizes = Vec::new();
         for day in std::fs::read_dir(&dir).unwrap().flatten() {
