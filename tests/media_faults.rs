@@ -105,6 +105,10 @@ async fn a_failing_or_stalled_file_fails_only_its_own_response() {
     assert_eq!(state(addr).await.unwrap()["cameras"].as_array().unwrap().len(), 1);
     let (status, body, whole) = download(addr, "/media/good.bin").await;
     assert!(status == 200 && whole && body == good, "good.bin after: {status}");
+    // FUSE cannot say what its cache holds: every read went to the pool.
+    let m = scrape(addr).await;
+    let (inline, pool) = (series_value(&m, "framewire_media_reads_total{path=\"inline\"}"), series_value(&m, "framewire_media_reads_total{path=\"pool\"}"));
+    assert!(inline == 0.0 && pool >= 5.0, "media reads: {inline} inline, {pool} on the pool");
 
     fs.release();
     drop(server);

@@ -83,6 +83,11 @@ async fn metrics_count_responses_cameras_swaps_refusals_and_instances() {
     assert_eq!(series_value(&m, "framewire_http_requests_total{route=\"page\",status=\"404\"}"), 1.0);
     assert_eq!(series_value(&m, "framewire_http_requests_total{route=\"host\",status=\"429\"}"), 1.0);
     assert_eq!(series_value(&m, "framewire_http_response_body_bytes_total{route=\"files\"}"), 100.0);
+    // The range's read, from the page cache or (a cold file) on the pool.
+    let reads = |m: &HashMap<String, f64>| {
+        series_value(m, "framewire_media_reads_total{path=\"inline\"}") + series_value(m, "framewire_media_reads_total{path=\"pool\"}")
+    };
+    assert!(reads(&m) >= reads(&before) + 1.0, "no media read counted");
     assert!(series_value(&m, "framewire_http_response_body_bytes_total{route=\"mjpeg\"}") >= received as f64);
     assert_eq!(series_value(&m, "framewire_http_response_head_seconds_count{route=\"mjpeg\"}"), 3.0);
     assert_eq!(series_value(&m, "framewire_refused_requests_total{reason=\"client_streams\"}"), 1.0);

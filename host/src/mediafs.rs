@@ -25,6 +25,7 @@ use bytes::Bytes;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Linker, Resource};
@@ -213,6 +214,11 @@ impl FileStream {
     }
 }
 
+/// Media reads done on the calling (HTTP) thread from the page cache, and
+/// those handed to the blocking pool, since start (for `/metrics`).
+pub static READS_INLINE: AtomicU64 = AtomicU64::new(0);
+pub static READS_POOLED: AtomicU64 = AtomicU64::new(0);
+
 /// A pool read that ended without an answer (its task was dropped).
 fn lost() -> std::io::Error {
     std::io::Error::other("media read lost")
@@ -266,12 +272,16 @@ impl InputStream for FileStream {
         if !self.no_nowait {
             let mut buf = Vec::with_capacity(size);
             match read_nowait(&self.file, &mut buf, self.position) {
-                Ok(_) => return self.finish(Ok(buf)),
+                Ok(_) => {
+                    READS_INLINE.fetch_add(1, Ordering::Relaxed);
+                    return self.finish(Ok(buf));
+                }
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => self.no_nowait = true,
                 Err(e) => return Err(StreamError::LastOperationFailed(e.into())),
             }
         }
+        READS_POOLED.fetch_add(1, Ordering::Relaxed);
         self.start(size);
         Ok(Bytes::new())
     }

@@ -92,6 +92,7 @@ impl Metrics {
         registry.register_collector(Box::new(Cameras(host.feeds.clone())));
         registry.register_collector(Box::new(Instances(host)));
         registry.register_collector(Box::new(Process));
+        registry.register_collector(Box::new(MediaReads));
         Arc::new(Metrics { registry, requests, head_seconds, bytes, swaps, refused, connections })
     }
 
@@ -196,6 +197,20 @@ impl Collector for Instances {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let gauge = ConstGauge::new(self.0.instances_in_use());
         gauge.encode(encoder.encode_descriptor("framewire_instances_in_use", "Handler instances alive now", None, gauge.metric_type())?)
+    }
+}
+
+/// Media reads by where they ran: at once from the page cache on the HTTP
+/// thread, or on the blocking pool (data not in the page cache, or a
+/// filesystem that cannot say).
+#[derive(Debug)]
+struct MediaReads;
+
+impl Collector for MediaReads {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let values = [&crate::mediafs::READS_INLINE, &crate::mediafs::READS_POOLED].map(|c| ConstCounter::new(c.load(Relaxed)));
+        let labels = [[("path", "inline")], [("path", "pool")]];
+        family(&mut encoder, "framewire_media_reads", "Media file reads: inline from the page cache, or on the blocking pool", &labels, values.into())
     }
 }
 
