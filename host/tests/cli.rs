@@ -49,11 +49,18 @@ fn serve_limited(limit: &str, cache: &std::path::Path, extra: &[&str]) -> (Child
     (child, line)
 }
 
-/// A plain HTTP/1.0 GET over a socket, no client library; the whole answer.
-fn http10_get(addr: &str, path: &str) -> String {
+/// A plain HTTP/1.0 GET sent over a socket, no client library; reads on it
+/// time out after `read_timeout`.
+fn http10_request(addr: &str, path: &str, read_timeout: Duration) -> std::net::TcpStream {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(read_timeout)).unwrap();
     std::io::Write::write_all(&mut s, format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
+    s
+}
+
+/// The whole answer to a plain HTTP/1.0 GET.
+fn http10_get(addr: &str, path: &str) -> String {
+    let mut s = http10_request(addr, path, Duration::from_secs(10));
     let mut resp = Vec::new();
     let _ = std::io::Read::read_to_end(&mut s, &mut resp);
     String::from_utf8_lossy(&resp).into_owned()
@@ -71,6 +78,13 @@ fn bad_input_is_a_clear_error() {
     fails_with(&["serve", "--listen", "not-an-address"], "invalid value");
     fails_with(&["serve", "--route", "mjpeg=/nonexistent.wasm", "--listen", "127.0.0.1:0"], "cannot read component");
     fails_with(&["nonsense"], "unrecognized subcommand");
+    // A second recording camera that cannot write: a clear error, and the
+    // first camera's recorder ends rather than holding the exit.
+    let media = tempfile::tempdir().unwrap();
+    std::fs::write(media.path().join("blocker"), b"").unwrap();
+    let media_arg = media.path().display().to_string();
+    let args = ["serve", "--listen", "127.0.0.1:0", "--media", &media_arg, "--camera", "a=test,record", "--camera", "b=test,record,record-dir=blocker/x"];
+    fails_with(&args, "the media folder must be writable to record");
 }
 
 #[test]
@@ -387,9 +401,7 @@ fn a_small_address_space_gets_a_smaller_instance_pool_not_a_failed_start() {
 
 /// JPEG parts of `path`'s MJPEG stream received in `time`.
 fn stream_parts(addr: &str, path: &str, time: Duration) -> usize {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    std::io::Write::write_all(&mut s, format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
+    let mut s = http10_request(addr, path, Duration::from_millis(200));
     let (mut got, mut buf, start) = (Vec::new(), [0u8; 65536], Instant::now());
     while start.elapsed() < time {
         match std::io::Read::read(&mut s, &mut buf) {

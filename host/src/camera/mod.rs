@@ -103,25 +103,27 @@ impl Cameras {
         let mut threads = Vec::new();
         let mut opened = Vec::new();
         // Recorders first: a folder that cannot be written fails start-up
-        // before any camera runs.
+        // before any camera runs. Each pair is (sink, recorder): dropped in
+        // that order, a recorder's thread sees its channel close and ends.
         let mut recorders = Vec::new();
         for spec in specs {
             recorders.push(match &spec.record {
                 Some(r) => {
                     let media = media.with_context(|| format!("camera {} records, but there is no media folder to record into", spec.name))?;
-                    Some(record::Recorder::start(media, &spec.name, r.clone(), spec.fps)?)
+                    let (recorder, sink) = record::Recorder::start(media, &spec.name, r.clone(), spec.fps)?;
+                    Some((sink, recorder))
                 }
                 None => None,
             });
         }
         for (spec, recorder) in specs.iter().zip(&recorders) {
             let feed = Feed::new(&spec.name, &spec.source, (spec.width, spec.height), spec.fps, spec.always_on);
-            if let Some(r) = recorder {
+            let sink = recorder.as_ref().map(|(sink, r)| {
                 let _ = feed.recording.set(r.state().clone());
-            }
-            let sink = recorder.as_ref().map(|r| r.sink.clone());
+                sink.clone()
+            });
             let (tx, rx) = std::sync::mpsc::channel();
-            let runner = Runner { feed: feed.clone(), stop: stop.clone(), size: (spec.width, spec.height), sink, records_itself: false };
+            let runner = Runner { feed: feed.clone(), stop: stop.clone(), size: (spec.width, spec.height), sink };
             let spec2 = spec.clone();
             // Sources are made on their own thread: device handles need not be Send.
             threads.push(
@@ -132,7 +134,7 @@ impl Cameras {
             feeds.push(feed);
             opened.push(rx);
         }
-        let recorders = recorders.into_iter().flatten().collect();
+        let recorders = recorders.into_iter().flatten().map(|(_, r)| r).collect();
         let cams = Cameras { feeds: Arc::new(Feeds::new(feeds)), stop, threads, recorders };
         let mut errors = Vec::new();
         for (spec, rx) in specs.iter().zip(opened) {
@@ -180,8 +182,6 @@ struct Runner {
     size: (u32, u32),
     /// Where frames go to be recorded, if the camera records.
     sink: Option<record::Sink>,
-    /// The source hands its own compressed video to the recorder.
-    records_itself: bool,
 }
 
 impl Runner {
@@ -205,7 +205,7 @@ impl Runner {
         };
         let mut open = match unpanicked(OPEN_PANICKED, || source.open()) {
             Ok(mode) => {
-                self.opened(mode, source.as_ref());
+                self.opened(mode);
                 let _ = opened.send(Ok(()));
                 true
             }
@@ -228,7 +228,7 @@ impl Runner {
                 match self.recover(source.as_mut(), status) {
                     Some(opened) => {
                         self.feed.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                        self.opened(opened, source.as_ref())
+                        self.opened(opened)
                     }
                     None => break,
                 }
@@ -237,7 +237,7 @@ impl Runner {
             open = true;
             was_live = true;
             // A recorder fed with published frames keeps the camera capturing.
-            let wanted = self.feed.wanted() || (self.sink.is_some() && !self.records_itself);
+            let wanted = self.feed.wanted() || (self.sink.is_some() && !source.records_itself());
             let result = unpanicked("camera source panicked", || {
                 if wanted { self.capture_one(source.as_mut()) } else { self.idle(source.as_mut()) }
             });
@@ -272,9 +272,8 @@ impl Runner {
         source.close();
     }
 
-    fn opened(&mut self, opened: Opened, source: &dyn Source) {
+    fn opened(&mut self, opened: Opened) {
         tracing::info!(camera = %self.feed.name, "{}", opened.format);
-        self.records_itself = source.records_itself();
         self.size = opened.size;
         self.feed.stats.set_size(opened.size);
         self.feed.stats.set_format(opened.format);
@@ -283,6 +282,8 @@ impl Runner {
     fn capture_one(&mut self, source: &mut dyn Source) -> Result<()> {
         let (w, h) = self.size;
         let stats = &self.feed.stats;
+        // A source that records its own compressed video gets no JPEGs back.
+        let to_recorder = !source.records_itself();
         let image = source.capture()?;
         stats.captured.fetch_add(1, Ordering::Relaxed);
         let (jpeg, size, captured) = match image {
@@ -305,7 +306,7 @@ impl Runner {
             stats.set_health(Status::Live, None);
         }
         stats.bytes_published.fetch_add(jpeg.len() as u64, Ordering::Relaxed);
-        if let Some(sink) = self.sink.as_mut().filter(|_| !self.records_itself) {
+        if let Some(sink) = self.sink.as_mut().filter(|_| to_recorder) {
             sink.send(record::Input::Jpeg { jpeg: jpeg.clone(), captured });
         }
         self.feed.publish(jpeg, size, captured, false);

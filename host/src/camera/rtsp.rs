@@ -88,6 +88,16 @@ struct Playing {
     stream: usize,
 }
 
+impl Playing {
+    /// The video stream's parameters, once the camera has sent them.
+    fn video(&self) -> Option<&retina::codec::VideoParameters> {
+        match self.demuxed.streams()[self.stream].parameters() {
+            Some(retina::codec::ParametersRef::Video(v)) => Some(v),
+            _ => None,
+        }
+    }
+}
+
 pub struct Rtsp {
     url: SourceUrl,
     runtime: tokio::runtime::Runtime,
@@ -102,14 +112,15 @@ pub struct Rtsp {
     /// This camera's sessions, live and stale (see [`Rtsp::connect`]).
     group: Arc<retina::client::SessionGroup>,
     /// An H.265 camera's live view: a card (RGB8), and when it was last shown.
-    card: Option<(Vec<u8>, Option<Instant>)>,
+    card: Option<Vec<u8>>,
+    card_shown: Option<Instant>,
 }
 
 impl Rtsp {
     pub fn new(url: SourceUrl, stop: Arc<AtomicBool>) -> Result<Rtsp> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let group = Arc::new(retina::client::SessionGroup::default().named(url.display.clone()));
-        Ok(Rtsp { url, runtime, playing: None, decoder: None, pending: None, stop, record: None, group, card: None })
+        Ok(Rtsp { url, runtime, playing: None, decoder: None, pending: None, stop, record: None, group, card: None, card_shown: None })
     }
 
     fn connect(&mut self) -> Result<Playing> {
@@ -151,17 +162,18 @@ impl Rtsp {
                     let (pts, key) = (f.timestamp().elapsed(), f.is_random_access_point());
                     let data = Bytes::from(f.into_data());
                     if let Some(sink) = record {
-                        let params = match playing.demuxed.streams()[playing.stream].parameters() {
-                            Some(retina::codec::ParametersRef::Video(v)) => Some(v),
-                            _ => None,
-                        };
+                        let params = playing.video();
                         let size = params.map_or((0, 0), |v| v.pixel_dimensions());
                         let captured = SystemTime::now();
                         sink.send(match playing.codec {
                             Codec::H265 => {
-                                let hvcc = Bytes::copy_from_slice(params.map_or(&[][..], |v| v.extra_data()));
                                 // retina flags IDR only; a CRA starts a segment as well.
                                 let key = key || crate::record::h264::h265_random_access(&data);
+                                // Only a keyframe can start a file, the one place it is needed.
+                                let hvcc = match params {
+                                    Some(v) if key => Bytes::copy_from_slice(v.extra_data()),
+                                    _ => Bytes::new(),
+                                };
                                 crate::record::Input::H265 { data: data.clone(), hvcc, pts, key, size, captured }
                             }
                             _ => crate::record::Input::H264 { annexb: data.clone(), pts, key, size, captured },
@@ -243,10 +255,7 @@ impl Source for Rtsp {
             let size = match self.codec() {
                 Codec::Jpeg => framewire_core::jpeg::check_in_buffer(&frame).ok().map(|i| (i.width.into(), i.height.into())),
                 Codec::H264 => self.decode(&frame).ok().flatten(),
-                Codec::H265 => self.playing.as_ref().and_then(|p| match p.demuxed.streams()[p.stream].parameters() {
-                    Some(retina::codec::ParametersRef::Video(v)) => Some(v.pixel_dimensions()),
-                    _ => None,
-                }),
+                Codec::H265 => self.playing.as_ref().and_then(Playing::video).map(|v| v.pixel_dimensions()),
             };
             if let Some(size) = size {
                 let (codec, how) = match self.codec() {
@@ -255,7 +264,8 @@ impl Source for Rtsp {
                     Codec::H265 => ("H.265", "no live view (no H.265 decoder here): recorded as it came, if recording"),
                 };
                 if self.codec() == Codec::H265 {
-                    self.card = Some((super::card(size.0, size.1, "H.265", "recorded only: no live view"), None));
+                    self.card = Some(super::card(size.0, size.1, "H.265", "recorded only: no live view"));
+                    self.card_shown = None;
                 }
                 if self.codec() == Codec::Jpeg {
                     self.pending = Some(frame);
@@ -283,10 +293,9 @@ impl Source for Rtsp {
                     }
                 }
                 Codec::H265 => {
-                    let due = self.card.as_ref().context("no card for an H.265 camera")?.1.is_none_or(|t| t.elapsed() >= CARD_EVERY);
-                    if due {
-                        self.card.as_mut().expect("checked above").1 = Some(Instant::now());
-                        let pixels = &self.card.as_ref().expect("checked above").0;
+                    if self.card_shown.is_none_or(|t| t.elapsed() >= CARD_EVERY) {
+                        self.card_shown = Some(Instant::now());
+                        let pixels = self.card.as_deref().context("no card for an H.265 camera")?;
                         return Ok(Image::Rgb { pixels, captured });
                     }
                 }

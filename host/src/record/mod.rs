@@ -121,9 +121,9 @@ pub enum Input {
     /// An H.264 access unit (Annex B) as the camera sent it, `pts` in 90 kHz
     /// units.
     H264 { annexb: Bytes, pts: i64, key: bool, size: (u32, u32), captured: SystemTime },
-    /// An H.265 access unit, length-prefixed as in MP4, with the camera's
-    /// decoder configuration record (`hvcC`); `key` for any IRAP (see
-    /// [`h264::h265_random_access`]).
+    /// An H.265 access unit, length-prefixed as in MP4; `key` for any IRAP
+    /// (see [`h264::h265_random_access`]), and then with the camera's
+    /// decoder configuration record (`hvcC`), which a file starts with.
     H265 { data: Bytes, hvcc: Bytes, pts: i64, key: bool, size: (u32, u32), captured: SystemTime },
 }
 
@@ -164,9 +164,10 @@ impl Sink {
     }
 }
 
-/// A running recorder; finishes its segment when dropped.
+/// A running recorder; finishes its segment when dropped, once the
+/// camera's [`Sink`] is gone too.
 pub struct Recorder {
-    pub sink: Sink,
+    state: Arc<State>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -182,8 +183,9 @@ const RETRY: Duration = Duration::from_secs(10);
 impl Recorder {
     /// Start recording camera `name` into `media/recordings/name/` (or the
     /// spec's folder). Whole fragments left in unfinished files by an
-    /// earlier run are finished first.
-    pub fn start(media: &Path, name: &str, spec: RecordSpec, fps: f32) -> Result<Recorder> {
+    /// earlier run are finished first. Returns the recorder and the sink
+    /// its camera hands frames to.
+    pub fn start(media: &Path, name: &str, spec: RecordSpec, fps: f32) -> Result<(Recorder, Sink)> {
         let folder = spec.folder.clone().unwrap_or_else(|| format!("{FOLDER}/{name}"));
         let dir = media.join(&folder);
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}: the media folder must be writable to record", dir.display()))?;
@@ -197,19 +199,17 @@ impl Recorder {
             worker.prune();
             worker.run(rx);
         })?;
-        Ok(Recorder { sink: Sink { tx, state, skip_to_key: false }, thread: Some(thread) })
+        let sink = Sink { tx, state: state.clone(), skip_to_key: false };
+        Ok((Recorder { state, thread: Some(thread) }, sink))
     }
 
     pub fn state(&self) -> &Arc<State> {
-        &self.sink.state
+        &self.state
     }
 }
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        // The channel closes once the camera's copy of the sink is gone too.
-        let (tx, _) = std::sync::mpsc::sync_channel(1);
-        self.sink.tx = tx;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

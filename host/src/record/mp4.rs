@@ -219,12 +219,6 @@ impl Segment {
         self.first_pts.map_or(0, |f| pts.saturating_sub(f))
     }
 
-    /// Bytes written so far (the finished file is the same size, give or
-    /// take its tables).
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
     /// Add one access unit, length-prefixed NAL units, at `pts` (in
     /// [`TIMESCALE`] units, never less than the last).
     pub fn push(&mut self, data: Vec<u8>, pts: u64, key: bool) -> Result<()> {
