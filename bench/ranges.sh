@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# framewire's media route beside nginx (Debian nginx-light), same folder,
-# same machine, loopback only:
+# framewire's media route beside nginx (Debian nginx-light) and a native
+# floor (bench/src/ranges_baseline.rs: plain hyper, framewire's threading and
+# data path, no wasm), same folder, same machine, loopback only:
 #   - one 1 GiB download with curl (throughput);
 #   - random 64 KiB ranges over 64 keep-alive connections with wrk (req/s),
 #     a request-only script, with each server's CPU and wrk's own.
@@ -9,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
 FRAMEWIRE="${FRAMEWIRE:-target/release/framewire}"
+BASELINE="${BASELINE:-target/release/ranges-baseline}"
 . bench/lib.sh
 bench_setup ranges
 
@@ -22,6 +24,11 @@ fw_port=18431
 ng_port=18432
 "$FRAMEWIRE" serve --listen "127.0.0.1:$fw_port" --media "$work/media" --camera "cam=test:64x48@1" > "$work/fw.log" 2>&1 &
 pids+=($!)
+
+"$BASELINE" --root "$work/media" > "$work/baseline.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do grep -q listening "$work/baseline.out" && break; sleep 0.1; done
+bl_url=$(awk '/listening/ {print $4}' "$work/baseline.out")
 
 # nginx at its best for this (see shared notes): sendfile on, tcp_nopush off.
 cat > "$work/nginx/nginx.conf" <<CONF
@@ -93,6 +100,7 @@ ranges() {
 }
 
 fw_pid=${pids[0]}
+bl_pid=${pids[1]}
 ng_pids=$(pgrep -f "nginx -p $work/nginx" | tr '\n' ' ')
 ng_pids="$ng_pids $(for p in $ng_pids; do pgrep -P "$p"; done | tr '\n' ' ')"
 ng_pids=$(tr ' ' '\n' <<<"$ng_pids" | sort -u | tr '\n' ' ')
@@ -100,17 +108,21 @@ ng_pids=$(tr ' ' '\n' <<<"$ng_pids" | sort -u | tr '\n' ' ')
 fw_dl=$(download "http://127.0.0.1:$fw_port/media/big.bin")
 ng_dl=$(download "http://127.0.0.1:$ng_port/media/big.bin")
 read -r fw_rps fw_cpu fw_gen <<<"$(ranges "http://127.0.0.1:$fw_port/media/big.bin" "$fw_pid")"
+read -r bl_rps bl_cpu bl_gen <<<"$(ranges "$bl_url/media/big.bin" "$bl_pid")"
 # shellcheck disable=SC2086
 read -r ng_rps ng_cpu ng_gen <<<"$(ranges "http://127.0.0.1:$ng_port/media/big.bin" $ng_pids)"
 
-printf '%-34s %14s %14s %8s\n' "" framewire nginx ratio
+per() { echo "$1 * 1000000 / $2" | bc -l; }
+printf '%-34s %14s %14s %8s %14s %8s\n' "" framewire nginx ratio "native hyper" ratio
 printf '%-34s %11.0f MB/s %11.0f MB/s %8.2f\n' "1 GiB download (curl, best of 3)" \
     "$(echo "$fw_dl / 1000000" | bc -l)" "$(echo "$ng_dl / 1000000" | bc -l)" "$(echo "$fw_dl / $ng_dl" | bc -l)"
-printf '%-34s %10s r/s %10s r/s %8.2f\n' "random 64 KiB ranges (wrk -c64)" "$fw_rps" "$ng_rps" "$(echo "$fw_rps / $ng_rps" | bc -l)"
-printf '%-34s %10.2f    %10.2f    %8.2f\n' "  server CPU, cores" "$fw_cpu" "$ng_cpu" "$(echo "$fw_cpu / $ng_cpu" | bc -l)"
-printf '%-34s %10.1f    %10.1f    %8.2f\n' "  server CPU per request, µs" \
-    "$(echo "$fw_cpu * 1000000 / $fw_rps" | bc -l)" "$(echo "$ng_cpu * 1000000 / $ng_rps" | bc -l)" \
-    "$(echo "($fw_cpu / $fw_rps) / ($ng_cpu / $ng_rps)" | bc -l)"
-printf '%-34s %10.2f    %10.2f\n' "  wrk's own CPU, cores" "$fw_gen" "$ng_gen"
-printf '%-34s %10.1f    %10.1f\n' "  wrk's CPU per request, µs" \
-    "$(echo "$fw_gen * 1000000 / $fw_rps" | bc -l)" "$(echo "$ng_gen * 1000000 / $ng_rps" | bc -l)"
+printf '%-34s %10s r/s %10s r/s %8.2f %10s r/s %8.2f\n' "random 64 KiB ranges (wrk -c64)" "$fw_rps" "$ng_rps" \
+    "$(echo "$fw_rps / $ng_rps" | bc -l)" "$bl_rps" "$(echo "$fw_rps / $bl_rps" | bc -l)"
+printf '%-34s %10.2f    %10.2f    %8.2f %10.2f    %8.2f\n' "  server CPU, cores" "$fw_cpu" "$ng_cpu" \
+    "$(echo "$fw_cpu / $ng_cpu" | bc -l)" "$bl_cpu" "$(echo "$fw_cpu / $bl_cpu" | bc -l)"
+printf '%-34s %10.1f    %10.1f    %8.2f %10.1f    %8.2f\n' "  server CPU per request, µs" \
+    "$(per "$fw_cpu" "$fw_rps")" "$(per "$ng_cpu" "$ng_rps")" "$(echo "$(per "$fw_cpu" "$fw_rps") / $(per "$ng_cpu" "$ng_rps")" | bc -l)" \
+    "$(per "$bl_cpu" "$bl_rps")" "$(echo "$(per "$fw_cpu" "$fw_rps") / $(per "$bl_cpu" "$bl_rps")" | bc -l)"
+printf '%-34s %10.2f    %10.2f             %10.2f\n' "  wrk's own CPU, cores" "$fw_gen" "$ng_gen" "$bl_gen"
+printf '%-34s %10.1f    %10.1f             %10.1f\n' "  wrk's CPU per request, µs" \
+    "$(per "$fw_gen" "$fw_rps")" "$(per "$ng_gen" "$ng_rps")" "$(per "$bl_gen" "$bl_rps")"

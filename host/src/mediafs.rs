@@ -17,6 +17,12 @@
 //!   FUSE or network mount) is read on the blocking pool, bounded by the
 //!   read timeout, so a stalled read stalls its own response and never the
 //!   HTTP thread's other connections.
+//! - `descriptor.open-at`: read-only (the folder is), and only files and
+//!   folders open. Anything else is refused at once rather than opened: a
+//!   FIFO's open would wait for a writer, and a socket or device is not
+//!   media. wasmtime-wasi's would open a FIFO and wait, so a component had
+//!   to `stat-at` first (an `O_PATH` open, a stat and a close); this open
+//!   classifies what it opened with the stat it needs anyway.
 
 use crate::config::DEFAULT_MEDIA_READ_TIMEOUT_S;
 use crate::runtime::Ctx;
@@ -29,8 +35,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Linker, Resource};
-use wasmtime_wasi::filesystem::{Descriptor, Dir};
-use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
+use wasmtime_wasi::filesystem::{Descriptor, Dir, File};
+use wasmtime_wasi::p2::bindings::filesystem::types::{DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
 use wasmtime_wasi::{FsPerms, OpenMode};
 use wasmtime_wasi_io::streams::{DynInputStream, InputStream, StreamError, StreamResult};
 
@@ -52,6 +58,9 @@ pub struct MediaDir(Arc<Shared>);
 struct Shared {
     path: PathBuf,
     opened: Mutex<(Dir, Instant)>,
+    /// On a network or FUSE mount: opens, stats and reads may wait, so
+    /// they run on the blocking pool.
+    remote: bool,
     /// Longest a read may wait for data before its response is aborted.
     read_timeout: Duration,
 }
@@ -60,9 +69,9 @@ pub const REOPEN_AFTER: Duration = Duration::from_secs(1);
 
 impl MediaDir {
     pub fn open(path: &Path, read_timeout: Duration) -> anyhow::Result<MediaDir> {
-        let dir = open_dir(path)?;
+        let (dir, remote) = open_dir(path)?;
         let opened = Mutex::new((dir, Instant::now()));
-        Ok(MediaDir(Arc::new(Shared { path: path.to_path_buf(), opened, read_timeout })))
+        Ok(MediaDir(Arc::new(Shared { path: path.to_path_buf(), opened, remote, read_timeout })))
     }
 
     /// The folder's descriptor, reopened first if it is due.
@@ -70,7 +79,9 @@ impl MediaDir {
         let mut opened = self.0.opened.lock().unwrap_or_else(|e| e.into_inner());
         if opened.1.elapsed() >= REOPEN_AFTER {
             match open_dir(&self.0.path) {
-                Ok(dir) => opened.0 = dir,
+                // A folder that moved to a remote mount keeps the local
+                // setting until restart; it only decides where calls run.
+                Ok((dir, _)) => opened.0 = dir,
                 // Gone for now: keep serving what was opened last.
                 Err(e) => tracing::warn!("{e:#}"),
             }
@@ -80,7 +91,7 @@ impl MediaDir {
     }
 }
 
-fn open_dir(path: &Path) -> anyhow::Result<Dir> {
+fn open_dir(path: &Path) -> anyhow::Result<(Dir, bool)> {
     // As wasmtime-wasi opens preopens: a path handle, only for *at calls.
     let flags = rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::PATH;
     let dir = std::fs::OpenOptions::new()
@@ -94,7 +105,7 @@ fn open_dir(path: &Path) -> anyhow::Result<Dir> {
     if remote {
         tracing::info!("media folder {} is on a network or FUSE mount: opens and stats run off the HTTP threads", path.display());
     }
-    Ok(Dir::new(dir, FsPerms::ReadOnly, OpenMode::READ, !remote))
+    Ok((Dir::new(dir, FsPerms::ReadOnly, OpenMode::READ, !remote), remote))
 }
 
 /// Whether `dir` is on a filesystem whose calls can wait on a network or
@@ -131,6 +142,7 @@ pub fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
     }
     linker.allow_shadowing(true);
     linker.instance(TYPES)?.func_wrap("[method]descriptor.read-via-stream", read_via_stream)?;
+    linker.instance(TYPES)?.func_wrap_async("[method]descriptor.open-at", open_at)?;
     linker.instance(PREOPENS)?.func_wrap("get-directories", get_directories)?;
     linker.allow_shadowing(false);
     Ok(())
@@ -141,6 +153,79 @@ fn get_directories(mut store: wasmtime::StoreContextMut<'_, Ctx>, (): ()) -> was
     let Some(media) = &ctx.media else { return Ok((Vec::new(),)) };
     let dir = media.current();
     Ok((vec![(ctx.table.push(Descriptor::Dir(dir))?, "/".to_string())],))
+}
+
+type OpenAt = Result<Resource<Descriptor>, ErrorCode>;
+
+/// `open-at` on the media folder or a folder opened beneath it. Same
+/// sandboxing as wasmtime-wasi's (nothing outside the folder, no magic
+/// links); writes are refused as there, since the folder is read-only.
+fn open_at(
+    mut store: wasmtime::StoreContextMut<'_, Ctx>,
+    (fd, path_flags, path, oflags, flags): (Resource<Descriptor>, PathFlags, String, OpenFlags, DescriptorFlags),
+) -> Box<dyn Future<Output = wasmtime::Result<(OpenAt,)>> + Send + '_> {
+    Box::new(async move {
+        let ctx = store.data_mut();
+        let dir = match ctx.table.get(&fd)? {
+            Descriptor::Dir(d) => d.dir.clone(),
+            Descriptor::File(_) => return Ok((Err(ErrorCode::NotDirectory),)),
+        };
+        let sync = DescriptorFlags::FILE_INTEGRITY_SYNC | DescriptorFlags::DATA_INTEGRITY_SYNC | DescriptorFlags::REQUESTED_WRITE_SYNC;
+        if flags.intersects(sync) {
+            return Ok((Err(ErrorCode::Unsupported),));
+        }
+        let writes = OpenFlags::CREATE | OpenFlags::EXCLUSIVE | OpenFlags::TRUNCATE;
+        if oflags.contains(OpenFlags::DIRECTORY) && oflags.intersects(writes) {
+            return Ok((Err(ErrorCode::Invalid),));
+        }
+        if oflags.intersects(writes) || flags.contains(DescriptorFlags::WRITE) {
+            return Ok((Err(ErrorCode::NotPermitted),));
+        }
+        let remote = ctx.media.as_ref().is_none_or(|m| m.0.remote);
+        let follow = path_flags.contains(PathFlags::SYMLINK_FOLLOW);
+        let want_dir = oflags.contains(OpenFlags::DIRECTORY);
+        let open = move || open_beneath(&dir, &path, follow, want_dir, remote);
+        let opened = if remote {
+            tokio::task::spawn_blocking(open).await.unwrap_or(Err(ErrorCode::Io))
+        } else {
+            open()
+        };
+        let descriptor = match opened {
+            Ok(Opened::Dir(d)) => Descriptor::Dir(Dir::new(d, FsPerms::ReadOnly, OpenMode::READ, !remote)),
+            Ok(Opened::File(f)) => Descriptor::File(File::new(f, FsPerms::ReadOnly, OpenMode::READ, !remote)),
+            Err(e) => return Ok((Err(e),)),
+        };
+        Ok((Ok(store.data_mut().table.push(descriptor)?),))
+    })
+}
+
+enum Opened {
+    Dir(std::fs::File),
+    File(std::fs::File),
+}
+
+/// Open `path` beneath `dir` for reading: a folder or a regular file, else
+/// `unsupported`. `O_NONBLOCK` makes a FIFO's open return at once (to be
+/// refused); on a regular file it changes nothing on a local filesystem,
+/// and is cleared on a remote one, where the server might heed it.
+fn open_beneath(dir: &std::fs::File, path: &str, follow: bool, want_dir: bool, remote: bool) -> Result<Opened, ErrorCode> {
+    use cap_fs_ext::OpenOptionsFollowExt;
+    use cap_primitives::fs::OpenOptionsExt;
+    let mut opts = cap_primitives::fs::OpenOptions::new();
+    opts.read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    opts.follow(if follow { cap_fs_ext::FollowSymlinks::Yes } else { cap_fs_ext::FollowSymlinks::No });
+    let file = cap_primitives::fs::open(dir, Path::new(path), &opts)?;
+    match rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&file).map_err(std::io::Error::from)?.st_mode) {
+        rustix::fs::FileType::Directory => Ok(Opened::Dir(file)),
+        _ if want_dir => Err(ErrorCode::NotDirectory),
+        rustix::fs::FileType::RegularFile => {
+            if remote {
+                rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::empty()).map_err(std::io::Error::from)?;
+            }
+            Ok(Opened::File(file))
+        }
+        _ => Err(ErrorCode::Unsupported),
+    }
 }
 
 type ReadViaStream = Result<Resource<DynInputStream>, ErrorCode>;
@@ -327,6 +412,35 @@ mod tests {
         let c = s.read(usize::MAX).unwrap();
         assert_eq!(&c[..], &data[17 + MAX_READ..]);
         assert!(matches!(s.read(1), Err(StreamError::Closed)));
+    }
+
+    #[test]
+    fn opens_files_and_folders_beneath_and_refuses_the_rest_at_once() {
+        let root = tempfile::tempdir().unwrap();
+        let p = root.path();
+        std::fs::create_dir(p.join("sub")).unwrap();
+        std::fs::write(p.join("sub/a.mp4"), b"x").unwrap();
+        std::fs::write(root.path().parent().unwrap().join(format!("{}-outside", p.display())), b"secret").unwrap();
+        std::os::unix::fs::symlink("sub/a.mp4", p.join("link")).unwrap();
+        std::os::unix::fs::symlink(format!("{}-outside", p.display()), p.join("escape")).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, p.join("fifo"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from(0o644), 0).unwrap();
+        let dir = std::fs::File::open(p).unwrap();
+        let open = |path: &str, follow, want_dir| open_beneath(&dir, path, follow, want_dir, false);
+        assert!(matches!(open("sub", true, true), Ok(Opened::Dir(_))));
+        assert!(matches!(open("sub/a.mp4", true, false), Ok(Opened::File(_))));
+        assert!(matches!(open("link", true, false), Ok(Opened::File(_))));
+        assert!(matches!(open("link", false, false), Err(ErrorCode::Loop)));
+        assert!(matches!(open("sub/a.mp4", true, true), Err(ErrorCode::NotDirectory)));
+        // Would wait for a writer if opened blocking: this returns at once.
+        assert!(matches!(open("fifo", true, false), Err(ErrorCode::Unsupported)));
+        for outside in ["../x", "sub/../../x", "/etc/passwd", "escape"] {
+            assert!(open(outside, true, false).is_err(), "{outside} opened");
+        }
+        assert!(matches!(open("missing", true, false), Err(ErrorCode::NoEntry)));
+        // The regular file reads normally (no O_NONBLOCK left to matter).
+        let Ok(Opened::File(f)) = open_beneath(&dir, "sub/a.mp4", true, false, true) else { panic!() };
+        assert!(!rustix::fs::fcntl_getfl(&f).unwrap().contains(rustix::fs::OFlags::NONBLOCK));
+        std::fs::remove_file(root.path().parent().unwrap().join(format!("{}-outside", p.display()))).unwrap();
     }
 
     #[test]

@@ -41,16 +41,10 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let file = if media.segments.is_empty() {
         root
     } else {
-        // Only files and folders are opened: opening a FIFO would wait for a
-        // writer, and a socket or device is not media.
-        let rel = media.relative();
-        let openable = root
-            .stat_at(PathFlags::SYMLINK_FOLLOW, &rel)
-            .is_ok_and(|s| matches!(s.type_, DescriptorType::RegularFile | DescriptorType::Directory));
-        if !openable {
-            return Reply::error(404, "not found").send(out, head);
-        }
-        match root.open_at(PathFlags::SYMLINK_FOLLOW, &rel, OpenFlags::empty(), DescriptorFlags::READ) {
+        // framewire opens only files and folders: a FIFO, socket or device
+        // fails here at once. (Plain `wasmtime serve` would open a FIFO and
+        // wait for a writer, holding this request, not the server.)
+        match root.open_at(PathFlags::SYMLINK_FOLLOW, &media.relative(), OpenFlags::empty(), DescriptorFlags::READ) {
             Ok(f) => f,
             Err(_) => return Reply::error(404, "not found").send(out, head),
         }
