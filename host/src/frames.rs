@@ -240,7 +240,12 @@ impl Subscriber {
     /// is taken only if it is [`FRESH`]: a camera just woken from idle
     /// still holds its last frame from before.
     pub async fn next(&mut self, after: u64, timeout: Duration) -> Option<Arc<Frame>> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        tokio::time::timeout(timeout, self.newer(after)).await.ok().flatten()
+    }
+
+    /// Like [`Subscriber::next`] with no time limit (no timer per frame):
+    /// `None` only once the camera is gone for good.
+    pub async fn newer(&mut self, after: u64) -> Option<Arc<Frame>> {
         loop {
             if let Some(f) = self.rx.borrow_and_update().as_ref()
                 && f.sequence > after
@@ -248,11 +253,7 @@ impl Subscriber {
             {
                 return Some(f.clone());
             }
-            match tokio::time::timeout_at(deadline, self.rx.changed()).await {
-                Ok(Ok(())) => continue,
-                // Timed out, or the camera is gone for good.
-                _ => return None,
-            }
+            self.rx.changed().await.ok()?;
         }
     }
 

@@ -21,10 +21,16 @@ use wasmtime_wasi_io::poll::Pollable as _;
 use wasmtime_wasi_io::streams::{DynOutputStream, StreamError};
 
 /// How often a relay with no pacing (a body not going to a socket) checks
-/// whether its reader is still there while no frame comes.
+/// whether its reader is still there.
 const CHECK_OPEN: Duration = Duration::from_secs(1);
-/// How long a paced relay waits for a frame before checking on its camera.
+/// How often a paced relay checks on its camera and its body.
 const FRAME_WAIT: Duration = Duration::from_secs(60);
+
+/// Something a relay waits for beside its frames, polled again each frame
+/// rather than made anew: its wake-up stays registered, where a fresh one
+/// per frame registers and deregisters (and a fresh timer goes in and out
+/// of the timer wheel) once per viewer per frame.
+type Waiting = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// How a relayed stream is sent, as the component asked.
 pub struct Options {
@@ -55,13 +61,27 @@ pub fn start(
     let Some(out) = body.take_output_stream() else {
         return Err("the body's stream is already taken: relay a body before writing to it".into());
     };
+    let check_every = if pace.is_some() { FRAME_WAIT } else { CHECK_OPEN };
+    let gone: Waiting = match pace.clone() {
+        Some(pace) => Box::pin(async move { pace.gone().await }),
+        None => Box::pin(std::future::pending()),
+    };
+    let mut shutdown = shutdown;
+    let stopping: Waiting = Box::pin(async move {
+        // A dropped sender (the server gone) stops the relay too.
+        let _ = shutdown.wait_for(|&s| s).await;
+    });
     let relay = Relay {
         out: pacing::paced(out, pace.clone()),
+        paced: pace.is_some(),
         pace,
         sub,
         trailer: Bytes::from(mjpeg::part_trailer_for(&options.boundary)),
         interval: options.max_fps.map(|fps| Duration::from_secs_f64(1.0 / fps as f64)),
-        shutdown,
+        gone,
+        stopping,
+        check: Box::pin(tokio::time::sleep(check_every)),
+        check_every,
     };
     let preamble = Bytes::from(mjpeg::preamble_for(&options.boundary));
     let closing = Bytes::from(mjpeg::closing_for(&options.boundary));
@@ -91,11 +111,18 @@ struct Relay {
     out: DynOutputStream,
     /// The response's delivery accounting, when it goes to a socket.
     pace: Option<Arc<Pace>>,
+    paced: bool,
     sub: Subscriber,
     trailer: Bytes,
     interval: Option<Duration>,
-    /// True once the server is shutting down.
-    shutdown: watch::Receiver<bool>,
+    /// Ends when the client has gone (never for a body not going to a socket).
+    gone: Waiting,
+    /// Ends when the server starts shutting down.
+    stopping: Waiting,
+    /// Fires every `check_every`: a check on the camera and the body, for
+    /// when no frame comes.
+    check: std::pin::Pin<Box<tokio::time::Sleep>>,
+    check_every: Duration,
 }
 
 impl Relay {
@@ -137,22 +164,16 @@ impl Relay {
     /// server is shutting down; fails if the client goes first.
     async fn next_frame(&mut self, last: u64) -> Result<Option<Arc<Frame>>, StreamError> {
         loop {
-            let waited = match &self.pace {
-                Some(pace) => tokio::select! {
-                    frame = self.sub.next(last, FRAME_WAIT) => frame,
-                    () = pace.gone() => return Err(StreamError::Closed),
-                    _ = self.shutdown.wait_for(|&s| s) => return Ok(None),
-                },
-                None => tokio::select! {
-                    frame = self.sub.next(last, CHECK_OPEN) => frame,
-                    _ = self.shutdown.wait_for(|&s| s) => return Ok(None),
-                },
-            };
-            match waited {
-                Some(frame) => return Ok(Some(frame)),
-                None if self.sub.ended() => return Ok(None),
-                None => {
+            tokio::select! {
+                frame = self.sub.newer(last) => return Ok(frame),
+                () = &mut self.gone => return Err(StreamError::Closed),
+                () = &mut self.stopping => return Ok(None),
+                () = &mut self.check => {
+                    if self.sub.ended() {
+                        return Ok(None);
+                    }
                     self.out.check_write()?;
+                    self.check.as_mut().reset(Instant::now() + self.check_every);
                 }
             }
         }
@@ -161,17 +182,15 @@ impl Relay {
     /// Run `f` unless the client goes first (an error) or the server
     /// starts shutting down (false).
     async fn until_closed<F: Future<Output = ()>>(&mut self, f: F) -> Result<bool, StreamError> {
-        let shutdown = self.shutdown.wait_for(|&s| s);
-        match &self.pace {
-            Some(pace) => tokio::select! {
-                () = f => Ok(true),
-                () = pace.gone() => Err(StreamError::Closed),
-                _ = shutdown => Ok(false),
-            },
-            None => tokio::select! {
-                () = f => self.out.check_write().map(|_| true),
-                _ = shutdown => Ok(false),
-            },
+        tokio::select! {
+            () = f => {
+                if !self.paced {
+                    self.out.check_write()?;
+                }
+                Ok(true)
+            }
+            () = &mut self.gone => Err(StreamError::Closed),
+            () = &mut self.stopping => Ok(false),
         }
     }
 
