@@ -137,6 +137,9 @@ pub fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
     if linker.instance(TYPES)?.func_wrap("[method]descriptor.read-via-stream", read_via_stream).is_ok() {
         wasmtime::bail!("wasmtime-wasi no longer provides {TYPES}; update mediafs::TYPES");
     }
+    if linker.instance(TYPES)?.func_wrap_async("[method]descriptor.open-at", open_at).is_ok() {
+        wasmtime::bail!("wasmtime-wasi no longer provides {TYPES} open-at; update mediafs");
+    }
     if linker.instance(PREOPENS)?.func_wrap("get-directories", get_directories).is_ok() {
         wasmtime::bail!("wasmtime-wasi no longer provides {PREOPENS}; update mediafs::PREOPENS");
     }
@@ -174,10 +177,12 @@ fn open_at(
         if flags.intersects(sync) {
             return Ok((Err(ErrorCode::Unsupported),));
         }
-        let writes = OpenFlags::CREATE | OpenFlags::EXCLUSIVE | OpenFlags::TRUNCATE;
-        if oflags.contains(OpenFlags::DIRECTORY) && oflags.intersects(writes) {
+        let creating = OpenFlags::CREATE | OpenFlags::EXCLUSIVE | OpenFlags::TRUNCATE;
+        if oflags.contains(OpenFlags::DIRECTORY) && oflags.intersects(creating) {
             return Ok((Err(ErrorCode::Invalid),));
         }
+        // As in wasmtime-wasi, EXCLUSIVE alone (without CREATE) asks nothing.
+        let writes = OpenFlags::CREATE | OpenFlags::TRUNCATE;
         if oflags.intersects(writes) || flags.contains(DescriptorFlags::WRITE) {
             return Ok((Err(ErrorCode::NotPermitted),));
         }

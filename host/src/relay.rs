@@ -116,6 +116,8 @@ struct Relay {
     trailer: Bytes,
     interval: Option<Duration>,
     /// Ends when the client has gone (never for a body not going to a socket).
+    /// Neither this nor `stopping` is polled again once ended: either one
+    /// ending ends the relay's loop.
     gone: Waiting,
     /// Ends when the server starts shutting down.
     stopping: Waiting,
