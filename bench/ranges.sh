@@ -112,7 +112,8 @@ read -r bl_rps bl_cpu bl_gen <<<"$(ranges "$bl_url/media/big.bin" "$bl_pid")"
 # shellcheck disable=SC2086
 read -r ng_rps ng_cpu ng_gen <<<"$(ranges "http://127.0.0.1:$ng_port/media/big.bin" $ng_pids)"
 
-per() { echo "$1 * 1000000 / $2" | bc -l; }
+per() { echo "$1 * 1000000 / $2" | bc -l; }   # µs per request
+fw_us=$(per "$fw_cpu" "$fw_rps"); ng_us=$(per "$ng_cpu" "$ng_rps"); bl_us=$(per "$bl_cpu" "$bl_rps")
 printf '%-34s %14s %14s %8s %14s %8s\n' "" framewire nginx ratio "native hyper" ratio
 printf '%-34s %11.0f MB/s %11.0f MB/s %8.2f\n' "1 GiB download (curl, best of 3)" \
     "$(echo "$fw_dl / 1000000" | bc -l)" "$(echo "$ng_dl / 1000000" | bc -l)" "$(echo "$fw_dl / $ng_dl" | bc -l)"
@@ -121,8 +122,7 @@ printf '%-34s %10s r/s %10s r/s %8.2f %10s r/s %8.2f\n' "random 64 KiB ranges (w
 printf '%-34s %10.2f    %10.2f    %8.2f %10.2f    %8.2f\n' "  server CPU, cores" "$fw_cpu" "$ng_cpu" \
     "$(echo "$fw_cpu / $ng_cpu" | bc -l)" "$bl_cpu" "$(echo "$fw_cpu / $bl_cpu" | bc -l)"
 printf '%-34s %10.1f    %10.1f    %8.2f %10.1f    %8.2f\n' "  server CPU per request, µs" \
-    "$(per "$fw_cpu" "$fw_rps")" "$(per "$ng_cpu" "$ng_rps")" "$(echo "$(per "$fw_cpu" "$fw_rps") / $(per "$ng_cpu" "$ng_rps")" | bc -l)" \
-    "$(per "$bl_cpu" "$bl_rps")" "$(echo "$(per "$fw_cpu" "$fw_rps") / $(per "$bl_cpu" "$bl_rps")" | bc -l)"
+    "$fw_us" "$ng_us" "$(echo "$fw_us / $ng_us" | bc -l)" "$bl_us" "$(echo "$fw_us / $bl_us" | bc -l)"
 printf '%-34s %10.2f    %10.2f             %10.2f\n' "  wrk's own CPU, cores" "$fw_gen" "$ng_gen" "$bl_gen"
 printf '%-34s %10.1f    %10.1f             %10.1f\n' "  wrk's CPU per request, µs" \
     "$(per "$fw_gen" "$fw_rps")" "$(per "$ng_gen" "$ng_rps")" "$(per "$bl_gen" "$bl_rps")"

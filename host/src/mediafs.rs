@@ -421,13 +421,14 @@ mod tests {
 
     #[test]
     fn opens_files_and_folders_beneath_and_refuses_the_rest_at_once() {
-        let root = tempfile::tempdir().unwrap();
+        let (root, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let p = root.path();
         std::fs::create_dir(p.join("sub")).unwrap();
         std::fs::write(p.join("sub/a.mp4"), b"x").unwrap();
-        std::fs::write(root.path().parent().unwrap().join(format!("{}-outside", p.display())), b"secret").unwrap();
+        let secret = elsewhere.path().join("secret");
+        std::fs::write(&secret, b"secret").unwrap();
         std::os::unix::fs::symlink("sub/a.mp4", p.join("link")).unwrap();
-        std::os::unix::fs::symlink(format!("{}-outside", p.display()), p.join("escape")).unwrap();
+        std::os::unix::fs::symlink(&secret, p.join("escape")).unwrap();
         rustix::fs::mknodat(rustix::fs::CWD, p.join("fifo"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from(0o644), 0).unwrap();
         let dir = std::fs::File::open(p).unwrap();
         let open = |path: &str, follow, want_dir| open_beneath(&dir, path, follow, want_dir, false);
@@ -445,7 +446,6 @@ mod tests {
         // The regular file reads normally (no O_NONBLOCK left to matter).
         let Ok(Opened::File(f)) = open_beneath(&dir, "sub/a.mp4", true, false, true) else { panic!() };
         assert!(!rustix::fs::fcntl_getfl(&f).unwrap().contains(rustix::fs::OFlags::NONBLOCK));
-        std::fs::remove_file(root.path().parent().unwrap().join(format!("{}-outside", p.display()))).unwrap();
     }
 
     #[test]

@@ -55,33 +55,29 @@ pub fn start(
     mut body: HostOutgoingBody,
     pace: Option<Arc<Pace>>,
     options: Options,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
     options.check()?;
     let Some(out) = body.take_output_stream() else {
         return Err("the body's stream is already taken: relay a body before writing to it".into());
     };
-    let check_every = if pace.is_some() { FRAME_WAIT } else { CHECK_OPEN };
     let gone: Waiting = match pace.clone() {
         Some(pace) => Box::pin(async move { pace.gone().await }),
         None => Box::pin(std::future::pending()),
     };
-    let mut shutdown = shutdown;
     let stopping: Waiting = Box::pin(async move {
         // A dropped sender (the server gone) stops the relay too.
         let _ = shutdown.wait_for(|&s| s).await;
     });
     let relay = Relay {
         out: pacing::paced(out, pace.clone()),
-        paced: pace.is_some(),
+        check: Box::pin(tokio::time::sleep(check_every(pace.is_some()))),
         pace,
         sub,
         trailer: Bytes::from(mjpeg::part_trailer_for(&options.boundary)),
         interval: options.max_fps.map(|fps| Duration::from_secs_f64(1.0 / fps as f64)),
         gone,
         stopping,
-        check: Box::pin(tokio::time::sleep(check_every)),
-        check_every,
     };
     let preamble = Bytes::from(mjpeg::preamble_for(&options.boundary));
     let closing = Bytes::from(mjpeg::closing_for(&options.boundary));
@@ -111,7 +107,6 @@ struct Relay {
     out: DynOutputStream,
     /// The response's delivery accounting, when it goes to a socket.
     pace: Option<Arc<Pace>>,
-    paced: bool,
     sub: Subscriber,
     trailer: Bytes,
     interval: Option<Duration>,
@@ -121,10 +116,14 @@ struct Relay {
     gone: Waiting,
     /// Ends when the server starts shutting down.
     stopping: Waiting,
-    /// Fires every `check_every`: a check on the camera and the body, for
-    /// when no frame comes.
+    /// Fires every [`check_every`]: a check on the camera and the body,
+    /// for when no frame comes.
     check: std::pin::Pin<Box<tokio::time::Sleep>>,
-    check_every: Duration,
+}
+
+/// How often a relay checks on its camera and body while no frame comes.
+fn check_every(paced: bool) -> Duration {
+    if paced { FRAME_WAIT } else { CHECK_OPEN }
 }
 
 impl Relay {
@@ -175,7 +174,7 @@ impl Relay {
                         return Ok(None);
                     }
                     self.out.check_write()?;
-                    self.check.as_mut().reset(Instant::now() + self.check_every);
+                    self.check.as_mut().reset(Instant::now() + check_every(self.pace.is_some()));
                 }
             }
         }
@@ -186,7 +185,7 @@ impl Relay {
     async fn until_closed<F: Future<Output = ()>>(&mut self, f: F) -> Result<bool, StreamError> {
         tokio::select! {
             () = f => {
-                if !self.paced {
+                if self.pace.is_none() {
                     self.out.check_write()?;
                 }
                 Ok(true)
