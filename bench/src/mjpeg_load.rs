@@ -35,6 +35,11 @@ struct Args {
     /// Path to stream.
     #[arg(long, default_value = "/stream")]
     path: String,
+    /// Rounds per client count, framewire and the baseline taking turns;
+    /// more than one prints the median ratio and its spread (the VM's own
+    /// speed drifts between runs, the baseline's included).
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// The native baseline run beside framewire, or `off`.
     #[arg(long, default_value = "target/release/mjpeg-baseline")]
     baseline: Option<String>,
@@ -235,16 +240,28 @@ async fn main() -> Result<()> {
         "server", "N", "fps min", "fps med", "deliv %", "lat p50", "lat p99", "RSS MiB", "KiB/client", "µs/cframe", "µs/c-idle", "gen cpu"
     );
     for &n in &args.clients {
-        let ours = framewire.run(n, &args).await?;
-        // Let framewire release every instance before the next round.
-        let wait = Instant::now();
-        while camera_clients(framewire.server.addr).await? > 0 && wait.elapsed() < Duration::from_secs(10) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut ratios = Vec::new();
+        for _ in 0..args.repeat.max(1) {
+            let ours = framewire.run(n, &args).await?;
+            // Let framewire release every instance before the next round.
+            let wait = Instant::now();
+            while camera_clients(framewire.server.addr).await? > 0 && wait.elapsed() < Duration::from_secs(10) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if let Some(b) = &mut baseline {
+                let floor = b.run(n, &args).await?;
+                let ratio = ours / floor.max(f64::EPSILON);
+                println!("{:>9} {:>6} framewire / baseline CPU per client-frame above idle: {ratio:.2}x", "ratio", n);
+                ratios.push(ratio);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
-        if let Some(b) = &mut baseline {
-            let floor = b.run(n, &args).await?;
-            println!("{:>9} {:>6} framewire / baseline CPU per client-frame above idle: {:.2}x", "ratio", n, ours / floor.max(f64::EPSILON));
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        if ratios.len() > 1 {
+            ratios.sort_by(f64::total_cmp);
+            let m = ratios.len() / 2;
+            let median = if ratios.len() % 2 == 1 { ratios[m] } else { (ratios[m - 1] + ratios[m]) / 2.0 };
+            let (lo, hi) = (ratios[0], ratios[ratios.len() - 1]);
+            println!("{:>9} {:>6} median of {} rounds: {median:.2}x ({lo:.2}-{hi:.2})", "ratio", n, ratios.len());
         }
     }
     println!("deliv % = frames received / frames the camera made while each client watched; lat = receive time - X-Timestamp (capture);");
