@@ -157,7 +157,7 @@ impl frames::Host for Ctx {
             Err(e) => return Err(e.into()),
         };
         let options = crate::relay::Options { boundary: options.boundary, max_fps: options.max_fps };
-        Ok(crate::relay::start(sub, body, self.pace.clone(), options, self.host.shutting_down()))
+        Ok(crate::relay::start(sub, body, &self.handover, self.pace.clone(), options, self.host.shutting_down()))
     }
 
     fn subscribe(&mut self, camera: String) -> wasmtime::Result<Result<Resource<Subscriber>, frames::Error>> {

@@ -235,6 +235,24 @@ impl Pace {
     async fn drained_or_closed(&self) {
         self.until(&self.link.changed, |p| p.drained() || p.closed()).await
     }
+
+    /// Hyper has flushed since it last pulled bytes of this response: for a
+    /// body hyper pulls from the host directly (a relay), where everything
+    /// produced has been pulled, this is [`Pace::drained`].
+    pub fn flushed(&self) -> bool {
+        self.link.flushes.load(SeqCst) > self.pulled_at_flush.load(SeqCst)
+    }
+
+    /// Completes once [`Pace::flushed`] holds or the client is gone.
+    pub async fn flushed_or_closed(&self) {
+        self.until(&self.link.changed, |p| p.flushed() || p.closed()).await
+    }
+
+    /// Keep little unsent in the socket from now on ([`NOTSENT_LOWAT`]), as
+    /// a paced flush does: for a response that paces itself.
+    pub fn low_latency(&self) {
+        self.link.low_latency.store(true, SeqCst);
+    }
 }
 
 /// The response body hyper pulls from, counting what it takes.
@@ -333,7 +351,7 @@ impl OutputStream for PacedStream {
 
     fn flush(&mut self) -> StreamResult<()> {
         self.inner.flush()?;
-        self.pace.link.low_latency.store(true, SeqCst);
+        self.pace.low_latency();
         self.flushing = true;
         Ok(())
     }

@@ -1,36 +1,37 @@
 //! Live streams a component has handed to the host (`frames.relay` in
 //! `wit/camera.wit`): the component chose the camera, the headers and the
-//! rate; from then on a host task moves the frames and the instance is
-//! gone. Per frame that is a few Bytes handed to hyper (refcounts, never
-//! a copy), with no store, fiber or guest pages held per viewer.
+//! rate; from then on the host moves the frames and the instance is gone.
+//! The relay becomes the response's body: the connection's own task pulls
+//! each part from it as hyper's queue takes one (a few `Bytes`, refcounts,
+//! never a copy), with no store, fiber, guest pages, task or channel held
+//! per viewer.
 //!
-//! The loop is the one the guest would run, with the same pacing: write a
-//! part, flush, and before the next part wait for that flush only if it
-//! has not completed, then take the newest frame (see [`crate::pacing`]).
+//! The pacing is the one a guest looping itself gets (see [`crate::pacing`]):
+//! before a part goes, the previous one must have been flushed to a socket
+//! that keeps little unsent, and then the newest frame goes, never a queue
+//! of old ones.
 
 use crate::frames::{Frame, Subscriber};
-use crate::pacing::{self, Pace};
+use crate::pacing::Pace;
 use bytes::Bytes;
 use framewire_core::{mjpeg, query};
-use std::sync::Arc;
+use futures::Stream;
+use hyper::body::{Body, Frame as BodyFrame};
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use wasmtime_wasi_http::p2::body::HostOutgoingBody;
-use wasmtime_wasi_io::poll::Pollable as _;
-use wasmtime_wasi_io::streams::{DynOutputStream, StreamError};
-
-/// How often a relay with no pacing (a body not going to a socket) checks
-/// whether its reader is still there.
-const CHECK_OPEN: Duration = Duration::from_secs(1);
-/// How often a paced relay checks on its camera and its body.
-const FRAME_WAIT: Duration = Duration::from_secs(60);
+use wasmtime_wasi_http::p2::body::{HostOutgoingBody, HyperOutgoingBody};
 
 /// Something a relay waits for beside its frames, polled again each frame
 /// rather than made anew: its wake-up stays registered, where a fresh one
-/// per frame registers and deregisters (and a fresh timer goes in and out
-/// of the timer wheel) once per viewer per frame.
-type Waiting = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+/// per frame registers and deregisters on a notifier every viewer shares,
+/// once per viewer per frame.
+type Waiting = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// How a relayed stream is sent, as the component asked.
 pub struct Options {
@@ -45,189 +46,189 @@ impl Options {
     }
 }
 
-/// Start relaying `sub` into `body` on a task of its own. Fails, dropping
-/// both (which ends the response), on bad options or a body already
-/// written to. When the camera goes or `shutdown` turns true, the stream
-/// is closed properly: an empty last part, the close delimiter, the end of
-/// the body.
+/// Where a handler's response body can be replaced by one the host makes,
+/// after the response has gone to hyper: one per request.
+#[derive(Default)]
+pub struct Handover {
+    taken_over: AtomicBool,
+    body: Mutex<Option<HyperOutgoingBody>>,
+}
+
+impl Handover {
+    fn put(&self, body: HyperOutgoingBody) {
+        *self.body.lock().unwrap() = Some(body);
+        self.taken_over.store(true, Ordering::Release);
+    }
+
+    /// `body` (what the handler writes), until the host hands over another.
+    pub fn wrap(self: Arc<Self>, body: HyperOutgoingBody) -> HyperOutgoingBody {
+        HyperOutgoingBody::new(HandedOver { body, handover: Some(self) })
+    }
+}
+
+/// A response body that switches to the one handed over, if any, before it
+/// is next polled.
+struct HandedOver {
+    body: HyperOutgoingBody,
+    /// Until it has been looked at after a hand-over.
+    handover: Option<Arc<Handover>>,
+}
+
+impl Body for HandedOver {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<BodyFrame<Bytes>, Self::Error>>> {
+        // The guest's body is dropped (unfinished) only after the new one is
+        // in place, and its drop wakes this task: the switch happens before
+        // the old body could report itself cut short.
+        if let Some(h) = &self.handover
+            && h.taken_over.load(Ordering::Acquire)
+        {
+            let body = h.body.lock().unwrap().take();
+            self.handover = None;
+            if let Some(body) = body {
+                self.body = body;
+            }
+        }
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.handover.as_ref().is_none_or(|h| !h.taken_over.load(Ordering::Acquire)) && self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Make `sub` the body of the response `body` belongs to, through
+/// `handover`. Fails, dropping both (which ends the response), on bad
+/// options or a body already written to. When the camera goes or
+/// `shutdown` turns true, the stream is closed properly: the close
+/// delimiter, then the end of the body.
 pub fn start(
     sub: Subscriber,
     mut body: HostOutgoingBody,
+    handover: &Handover,
     pace: Option<Arc<Pace>>,
     options: Options,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
     options.check()?;
-    let Some(out) = body.take_output_stream() else {
+    if body.take_output_stream().is_none() {
         return Err("the body's stream is already taken: relay a body before writing to it".into());
-    };
-    let gone: Waiting = match pace.clone() {
-        Some(pace) => Box::pin(async move { pace.gone().await }),
-        None => Box::pin(std::future::pending()),
-    };
-    let stopping: Waiting = Box::pin(async move {
-        // A dropped sender (the server gone) stops the relay too.
-        let _ = shutdown.wait_for(|&s| s).await;
-    });
+    }
+    if let Some(pace) = &pace {
+        pace.low_latency();
+    }
     let relay = Relay {
-        out: pacing::paced(out, pace.clone()),
-        check: Box::pin(tokio::time::sleep(check_every(pace.is_some()))),
-        pace,
         sub,
-        trailer: Bytes::from(mjpeg::part_trailer_for(&options.boundary)),
+        pace,
         interval: options.max_fps.map(|fps| Duration::from_secs_f64(1.0 / fps as f64)),
-        gone,
-        stopping,
+        next_due: Instant::now(),
+        last: 0,
+        trailer: Bytes::from(mjpeg::part_trailer_for(&options.boundary)),
+        closing: Some(Bytes::from(mjpeg::closing_for(&options.boundary))),
+        queued: VecDeque::from([Bytes::from(mjpeg::preamble_for(&options.boundary))]),
+        stopping: Box::pin(async move {
+            // A dropped sender (the server gone) stops the relay too.
+            let _ = shutdown.wait_for(|&s| s).await;
+        }),
     };
-    let preamble = Bytes::from(mjpeg::preamble_for(&options.boundary));
-    let closing = Bytes::from(mjpeg::closing_for(&options.boundary));
-    tokio::spawn(async move {
-        // The body stays open (unfinished) as long as the relay runs; a
-        // body dropped unfinished is a response cut short.
-        let mut relay = relay;
-        let ended = match relay.run(preamble).await {
-            Ok(()) => relay.close(closing).await,
-            Err(e) => Err(e),
-        };
-        match ended {
-            Ok(()) => {
-                drop(relay);
-                if let Err(e) = body.finish(None) {
-                    tracing::debug!("relayed stream: cannot end the body: {e:?}");
-                }
-            }
-            Err(StreamError::Closed) => tracing::debug!("relayed stream ended: client gone"),
-            Err(e) => tracing::warn!("relayed stream failed: {e}"),
-        }
+    let parts = futures::stream::unfold(relay, |mut relay| async move {
+        let chunk = relay.next_chunk().await?;
+        Some((chunk, relay))
     });
+    handover.put(HyperOutgoingBody::new(Parts(Mutex::new(Box::pin(parts)))));
+    // Only now: the guest's body, dropped unfinished, would end the response.
+    drop(body);
     Ok(())
 }
 
-struct Relay {
-    out: DynOutputStream,
-    /// The response's delivery accounting, when it goes to a socket.
-    pace: Option<Arc<Pace>>,
-    sub: Subscriber,
-    trailer: Bytes,
-    interval: Option<Duration>,
-    /// Ends when the client has gone (never for a body not going to a socket).
-    /// Neither this nor `stopping` is polled again once ended: either one
-    /// ending ends the relay's loop.
-    gone: Waiting,
-    /// Ends when the server starts shutting down.
-    stopping: Waiting,
-    /// Fires every [`check_every`]: a check on the camera and the body,
-    /// for when no frame comes.
-    check: std::pin::Pin<Box<tokio::time::Sleep>>,
+/// The relay's chunks as a response body. (The mutex makes it `Sync` for
+/// the boxed body type; `poll_frame` reaches it through `get_mut`, unlocked.)
+struct Parts(Mutex<Pin<Box<dyn Stream<Item = Bytes> + Send>>>);
+
+impl Body for Parts {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<BodyFrame<Bytes>, Self::Error>>> {
+        let parts = self.get_mut().0.get_mut().unwrap_or_else(|e| e.into_inner());
+        parts.as_mut().poll_next(cx).map(|chunk| chunk.map(|c| Ok(BodyFrame::data(c))))
+    }
 }
 
-/// How often a relay checks on its camera and body while no frame comes.
-fn check_every(paced: bool) -> Duration {
-    if paced { FRAME_WAIT } else { CHECK_OPEN }
+struct Relay {
+    sub: Subscriber,
+    /// The response's delivery accounting, when it goes to a socket.
+    pace: Option<Arc<Pace>>,
+    interval: Option<Duration>,
+    next_due: Instant,
+    /// The sequence of the last frame sent.
+    last: u64,
+    trailer: Bytes,
+    /// The close delimiter, until it has been queued.
+    closing: Option<Bytes>,
+    /// Chunks of the part being sent, in order.
+    queued: VecDeque<Bytes>,
+    /// Ends when the server starts shutting down.
+    stopping: Waiting,
 }
 
 impl Relay {
-    /// Send frames until the client goes (an error), or until the camera
-    /// goes or the server shuts down (Ok: the stream is to be closed).
-    async fn run(&mut self, preamble: Bytes) -> Result<(), StreamError> {
-        self.write(preamble).await?;
-        let mut next_due = Instant::now();
-        let mut last = 0;
-        loop {
-            if let Some(interval) = self.interval {
-                if !self.until_closed(tokio::time::sleep_until(next_due)).await? {
-                    return Ok(());
+    /// The next chunk of the body: the rest of the part being sent, else
+    /// the next part's, else the close delimiter; none after that.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(chunk) = self.queued.pop_front() {
+            return Some(chunk);
+        }
+        self.closing.as_ref()?;
+        match self.next_frame().await {
+            Some(frame) => {
+                let header = mjpeg::part_header(frame.jpeg.len(), frame.captured_at_us, frame.sequence);
+                self.queued.extend([frame.jpeg.clone(), self.trailer.clone()]);
+                self.sub.feed().stats.count_sent(frame.jpeg.len());
+                if let Some(pace) = &self.pace {
+                    pace.count_frame();
                 }
-                next_due = next_due.max(Instant::now() - interval) + interval;
+                Some(Bytes::from(header))
             }
-            let Some(mut frame) = self.next_frame(last).await? else {
-                return Ok(());
-            };
-            // The last part may still be on its way to a slow client: once
-            // it has left, send the newest frame, not this one.
-            if self.writable().await?.1
-                && let Some(newer) = self.sub.current_after(frame.sequence)
-            {
+            None => self.closing.take(),
+        }
+    }
+
+    /// The frame to send next, once the rate cap and the link allow one;
+    /// None once the camera is gone or the server is shutting down.
+    async fn next_frame(&mut self) -> Option<Arc<Frame>> {
+        if let Some(interval) = self.interval {
+            tokio::select! {
+                () = tokio::time::sleep_until(self.next_due) => {}
+                () = &mut self.stopping => return None,
+            }
+            self.next_due = self.next_due.max(Instant::now() - interval) + interval;
+        }
+        let mut frame = tokio::select! {
+            frame = self.sub.newer(self.last) => frame?,
+            () = &mut self.stopping => return None,
+        };
+        // The last part may still be on its way to a slow client: once it
+        // has left, send the newest frame, not this one.
+        if let Some(pace) = &self.pace
+            && !pace.flushed()
+        {
+            tokio::select! {
+                () = pace.flushed_or_closed() => {}
+                () = &mut self.stopping => return None,
+            }
+            if let Some(newer) = self.sub.current_after(frame.sequence) {
                 frame = newer;
             }
-            last = frame.sequence;
-            self.send(&frame).await?;
         }
-    }
-
-    /// The last part sent, end the stream properly.
-    async fn close(&mut self, closing: Bytes) -> Result<(), StreamError> {
-        self.write(closing).await?;
-        self.out.flush()
-    }
-
-    /// The next frame after `last`, or None if the camera is gone or the
-    /// server is shutting down; fails if the client goes first.
-    async fn next_frame(&mut self, last: u64) -> Result<Option<Arc<Frame>>, StreamError> {
-        loop {
-            tokio::select! {
-                frame = self.sub.newer(last) => return Ok(frame),
-                () = &mut self.gone => return Err(StreamError::Closed),
-                () = &mut self.stopping => return Ok(None),
-                () = &mut self.check => {
-                    if self.sub.ended() {
-                        return Ok(None);
-                    }
-                    self.out.check_write()?;
-                    self.check.as_mut().reset(Instant::now() + check_every(self.pace.is_some()));
-                }
-            }
-        }
-    }
-
-    /// Run `f` unless the client goes first (an error) or the server
-    /// starts shutting down (false).
-    async fn until_closed<F: Future<Output = ()>>(&mut self, f: F) -> Result<bool, StreamError> {
-        tokio::select! {
-            () = f => {
-                if self.pace.is_none() {
-                    self.out.check_write()?;
-                }
-                Ok(true)
-            }
-            () = &mut self.gone => Err(StreamError::Closed),
-            () = &mut self.stopping => Ok(false),
-        }
-    }
-
-    /// One part: header, the shared JPEG, trailer (with the next
-    /// delimiter), then a flush (hyper sends the three in one writev).
-    async fn send(&mut self, frame: &Frame) -> Result<(), StreamError> {
-        let header = mjpeg::part_header(frame.jpeg.len(), frame.captured_at_us, frame.sequence);
-        self.write(Bytes::from(header)).await?;
-        self.write(frame.jpeg.clone()).await?;
-        self.write(self.trailer.clone()).await?;
-        self.sub.feed().stats.count_sent(frame.jpeg.len());
-        if let Some(pace) = &self.pace {
-            pace.count_frame();
-        }
-        self.out.flush()
-    }
-
-    /// Wait until the output takes bytes: how many it takes now, and
-    /// whether it had to wait.
-    async fn writable(&mut self) -> Result<(usize, bool), StreamError> {
-        let mut waited = false;
-        loop {
-            match self.out.check_write()? {
-                0 => self.out.ready().await,
-                n => return Ok((n, waited)),
-            }
-            waited = true;
-        }
-    }
-
-    async fn write(&mut self, mut bytes: Bytes) -> Result<(), StreamError> {
-        while !bytes.is_empty() {
-            let n = self.writable().await?.0.min(bytes.len());
-            self.out.write(bytes.split_to(n))?;
-        }
-        Ok(())
+        self.last = frame.sequence;
+        Some(frame)
     }
 }
 

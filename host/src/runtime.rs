@@ -5,6 +5,7 @@ use crate::frames::Feeds;
 use crate::guest::{self, ComponentInfo};
 use crate::mediafs::MediaDir;
 use crate::pacing::Pace;
+use crate::relay::Handover;
 use anyhow::{Context, Result, anyhow};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, RwLock};
@@ -70,6 +71,8 @@ pub struct Ctx {
     pub media: Option<MediaDir>,
     /// The response's delivery accounting, if it goes to a socket (see [`crate::pacing`]).
     pub(crate) pace: Option<Arc<Pace>>,
+    /// Where the host may take over the response's body (see [`crate::relay`]).
+    pub(crate) handover: Arc<Handover>,
     /// Host calls the guest has made; the epoch check compares it tick to
     /// tick to see whether the guest has been computing all along.
     host_calls: u64,
@@ -366,6 +369,7 @@ impl Runtime {
             host: self.host.clone(),
             media: media.cloned(),
             pace,
+            handover: Arc::default(),
             host_calls: 0,
             seen_calls: 0,
             busy_ticks: 0,
@@ -444,6 +448,7 @@ impl Runtime {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(tx)?;
+        let handover = store.data().handover.clone();
         let source = component.source.clone();
         // How the handler ended, for this request if it has no response yet;
         // once the response is out, the task reports failures itself.
@@ -466,7 +471,7 @@ impl Runtime {
                 if let Ok(Err(e)) = done_rx.try_recv() {
                     tracing::warn!(component = %source, "handler failed after responding: {e:#}");
                 }
-                Ok(resp)
+                Ok(resp.map(|body| handover.wrap(body)))
             }
             Ok(Err(code)) => Err(anyhow!("{source} answered with error {code:?}")),
             // The response went unset: the handler has ended (its store, and
