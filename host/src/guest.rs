@@ -157,7 +157,10 @@ impl frames::Host for Ctx {
             Err(e) => return Err(e.into()),
         };
         let options = crate::relay::Options { boundary: options.boundary, max_fps: options.max_fps };
-        Ok(crate::relay::start(sub, body, &self.handover, self.pace.clone(), options, self.host.shutting_down()))
+        let Some(handover) = &self.handover else {
+            return Ok(Err("this response cannot be handed over".into()));
+        };
+        Ok(crate::relay::start(sub, body, handover, self.pace.clone(), options, self.host.shutting_down()))
     }
 
     fn subscribe(&mut self, camera: String) -> wasmtime::Result<Result<Resource<Subscriber>, frames::Error>> {

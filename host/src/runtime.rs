@@ -72,7 +72,7 @@ pub struct Ctx {
     /// The response's delivery accounting, if it goes to a socket (see [`crate::pacing`]).
     pub(crate) pace: Option<Arc<Pace>>,
     /// Where the host may take over the response's body (see [`crate::relay`]).
-    pub(crate) handover: Arc<Handover>,
+    pub(crate) handover: Option<Arc<Handover>>,
     /// Host calls the guest has made; the epoch check compares it tick to
     /// tick to see whether the guest has been computing all along.
     host_calls: u64,
@@ -134,6 +134,9 @@ pub struct Loaded {
     pub source: String,
     pub sha256: String,
     pub loaded_at: SystemTime,
+    /// It imports `frames` and so may hand its body over (`relay`): only its
+    /// responses pay for the [`Handover`].
+    relays: bool,
 }
 
 impl Loaded {
@@ -344,7 +347,12 @@ impl Runtime {
             .map_err(|e| anyhow!("{source}: imports something framewire does not provide: {e:#}\nframewire provides: {PROVIDED}"))?;
         let pre = ProxyPre::new(pre)
             .map_err(|e| anyhow!("{source}: does not export wasi:http/incoming-handler@0.2: {e:#}"))?;
+        let relays = component
+            .component_type()
+            .imports(&self.engine)
+            .any(|(name, _)| name.starts_with("framewire:camera/frames@"));
         Ok(Loaded {
+            relays,
             pre,
             source: source.to_string(),
             sha256,
@@ -353,7 +361,7 @@ impl Runtime {
     }
 
     /// A fresh store for one instance; `media` is what it sees as `/` (see `mediafs`).
-    fn store(&self, media: Option<&MediaDir>, pace: Option<Arc<Pace>>) -> Result<Store<Ctx>> {
+    fn store(&self, media: Option<&MediaDir>, pace: Option<Arc<Pace>>, relays: bool) -> Result<Store<Ctx>> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr();
         // Page-cache reads and stats take microseconds: doing them on this
@@ -369,7 +377,7 @@ impl Runtime {
             host: self.host.clone(),
             media: media.cloned(),
             pace,
-            handover: Arc::default(),
+            handover: relays.then(Arc::default),
             host_calls: 0,
             seen_calls: 0,
             busy_ticks: 0,
@@ -420,7 +428,7 @@ impl Runtime {
     /// A fresh store and instance of `component`: what every request pays
     /// before the handler runs. [`Overloaded`] when the pool is full.
     pub async fn instantiate(&self, component: &Loaded, media: Option<&MediaDir>, pace: Option<Arc<Pace>>) -> Result<(Store<Ctx>, Proxy)> {
-        let mut store = self.store(media, pace)?;
+        let mut store = self.store(media, pace, component.relays)?;
         match component.pre.instantiate_async(&mut store).await {
             Ok(proxy) => Ok((store, proxy)),
             Err(e) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
@@ -471,7 +479,10 @@ impl Runtime {
                 if let Ok(Err(e)) = done_rx.try_recv() {
                     tracing::warn!(component = %source, "handler failed after responding: {e:#}");
                 }
-                Ok(resp.map(|body| handover.wrap(body)))
+                Ok(match handover {
+                    Some(handover) => resp.map(|body| handover.wrap(body)),
+                    None => resp,
+                })
             }
             Ok(Err(code)) => Err(anyhow!("{source} answered with error {code:?}")),
             // The response went unset: the handler has ended (its store, and
