@@ -265,11 +265,6 @@ impl Subscriber {
     pub fn feed(&self) -> &Arc<Feed> {
         &self.feed
     }
-
-    /// The camera is gone for good: no frame will come.
-    pub fn ended(&self) -> bool {
-        self.rx.has_changed().is_err()
-    }
 }
 
 impl Drop for Subscriber {

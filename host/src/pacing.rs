@@ -172,9 +172,6 @@ pub struct Pace {
     pulled_at_flush: AtomicU64,
     /// Hyper has dropped the body: the client is gone or the body ended.
     closed: AtomicBool,
-    /// Told when `closed` is set; waiters on it alone are not woken by
-    /// every flush on the connection.
-    closing: tokio::sync::Notify,
 }
 
 impl Pace {
@@ -186,7 +183,6 @@ impl Pace {
             frames: AtomicU64::new(0),
             pulled_at_flush: AtomicU64::new(link.flushes.load(SeqCst)),
             closed: AtomicBool::new(false),
-            closing: tokio::sync::Notify::new(),
         })
     }
 
@@ -206,18 +202,17 @@ impl Pace {
 
     /// Everything written has been pulled by hyper and written to the socket.
     fn drained(&self) -> bool {
-        self.pulled.load(SeqCst) == self.written.load(SeqCst)
-            && self.link.flushes.load(SeqCst) > self.pulled_at_flush.load(SeqCst)
+        self.pulled.load(SeqCst) == self.written.load(SeqCst) && self.flushed()
     }
 
     fn closed(&self) -> bool {
         self.closed.load(SeqCst)
     }
 
-    /// Completes once `done` holds, checked each time `events` is told.
-    async fn until(&self, events: &tokio::sync::Notify, done: impl Fn(&Pace) -> bool) {
+    /// Completes once `done` holds, checked at each change on the link.
+    async fn until(&self, done: impl Fn(&Pace) -> bool) {
         loop {
-            let changed = events.notified();
+            let changed = self.link.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             if done(self) {
@@ -227,13 +222,8 @@ impl Pace {
         }
     }
 
-    /// Completes once hyper has dropped the body (the client is gone).
-    pub async fn gone(&self) {
-        self.until(&self.closing, Pace::closed).await
-    }
-
     async fn drained_or_closed(&self) {
-        self.until(&self.link.changed, |p| p.drained() || p.closed()).await
+        self.until(|p| p.drained() || p.closed()).await
     }
 
     /// Hyper has flushed since it last pulled bytes of this response: for a
@@ -245,7 +235,7 @@ impl Pace {
 
     /// Completes once [`Pace::flushed`] holds or the client is gone.
     pub async fn flushed_or_closed(&self) {
-        self.until(&self.link.changed, |p| p.flushed() || p.closed()).await
+        self.until(|p| p.flushed() || p.closed()).await
     }
 
     /// Keep little unsent in the socket from now on ([`NOTSENT_LOWAT`]), as
@@ -311,7 +301,6 @@ impl Body for PacedBody {
 impl Drop for PacedBody {
     fn drop(&mut self) {
         self.pace.closed.store(true, SeqCst);
-        self.pace.closing.notify_waiters();
         self.pace.link.changed.notify_waiters();
     }
 }

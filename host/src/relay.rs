@@ -15,7 +15,8 @@ use crate::frames::{Frame, Subscriber};
 use crate::pacing::Pace;
 use bytes::Bytes;
 use framewire_core::{mjpeg, query};
-use futures::Stream;
+use futures::StreamExt as _;
+use http_body_util::StreamBody;
 use hyper::body::{Body, Frame as BodyFrame};
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -141,24 +142,11 @@ pub fn start(
         let chunk = relay.next_chunk().await?;
         Some((chunk, relay))
     });
-    handover.put(HyperOutgoingBody::new(Parts(Mutex::new(Box::pin(parts)))));
+    let chunks = parts.map(|chunk| Ok::<_, wasmtime_wasi_http::Error>(BodyFrame::data(chunk)));
+    handover.put(HyperOutgoingBody::new(StreamBody::new(chunks)));
     // Only now: the guest's body, dropped unfinished, would end the response.
     drop(body);
     Ok(())
-}
-
-/// The relay's chunks as a response body. (The mutex makes it `Sync` for
-/// the boxed body type; `poll_frame` reaches it through `get_mut`, unlocked.)
-struct Parts(Mutex<Pin<Box<dyn Stream<Item = Bytes> + Send>>>);
-
-impl Body for Parts {
-    type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<BodyFrame<Bytes>, Self::Error>>> {
-        let parts = self.get_mut().0.get_mut().unwrap_or_else(|e| e.into_inner());
-        parts.as_mut().poll_next(cx).map(|chunk| chunk.map(|c| Ok(BodyFrame::data(c))))
-    }
 }
 
 struct Relay {
