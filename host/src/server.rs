@@ -444,19 +444,26 @@ fn serve_connection(
         Err(e) => return tracing::warn!(%peer, "cannot serve a connection: {e}"),
     };
     let Ok(local) = stream.local_addr() else { return };
-    let (app, tls) = (app.clone(), tls.clone());
-    let watcher = connections.watcher();
-    tokio::spawn(async move {
-        let _open = open;
-        let limits = app.limits;
-        let link = Link::new();
-        let service = service(app, local, peer, link.clone());
-        let ended = match tls {
-            None => {
-                let conn = http1_builder(&limits).serve_connection(LinkIo::new(stream, link, limits.stall_timeout), service);
-                watcher.watch(conn).await.map_err(Into::into)
-            }
-            Some(acceptor) => {
+    let (app, watcher) = (app.clone(), connections.watcher());
+    let limits = app.limits;
+    let link = Link::new();
+    let service = service(app, local, peer, link.clone());
+    // Two tasks, not one with both paths: a task's allocation is its future's
+    // size, and the TLS path's (handshake, HTTP/2) is several times plain
+    // HTTP/1.1's, which every viewer of a plain server would carry.
+    match tls.clone() {
+        None => {
+            let conn = watcher.watch(http1_builder(&limits).serve_connection(LinkIo::new(stream, link, limits.stall_timeout), service));
+            tokio::spawn(async move {
+                let _open = open;
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+            });
+        }
+        Some(acceptor) => {
+            tokio::spawn(async move {
+                let _open = open;
                 let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
@@ -474,13 +481,12 @@ fn serve_connection(
                     .http2()
                     .timer(TokioTimer::new())
                     .max_header_list_size(limits.max_header_bytes as u32);
-                watcher.watch(builder.serve_connection(LinkIo::new(stream, link, limits.stall_timeout), service)).await
-            }
-        };
-        if let Err(e) = ended {
-            tracing::debug!(%peer, "connection ended: {e}");
+                if let Err(e) = watcher.watch(builder.serve_connection(LinkIo::new(stream, link, limits.stall_timeout), service)).await {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+            });
         }
-    });
+    }
 }
 
 fn http1_builder(limits: &HttpLimits) -> http1::Builder {
