@@ -9,6 +9,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
+# --repeat R: R rounds of the ranges runs, the three servers taking turns in
+# each, then each ratio's median and spread (this VM's speed drifts between
+# runs, nginx's and the floor's included).
+REPEAT=1
+while (( $# )); do
+    case "$1" in
+        --repeat) REPEAT="$2"; shift 2 ;;
+        *) echo "usage: bench/ranges.sh [--repeat R]" >&2; exit 2 ;;
+    esac
+done
+(( REPEAT >= 1 )) || { echo "--repeat takes a count of 1 or more" >&2; exit 2; }
 FRAMEWIRE="${FRAMEWIRE:-target/release/framewire}"
 BASELINE="${BASELINE:-target/release/ranges-baseline}"
 . bench/lib.sh
@@ -107,22 +118,34 @@ ng_pids=$(tr ' ' '\n' <<<"$ng_pids" | sort -u | tr '\n' ' ')
 
 fw_dl=$(download "http://127.0.0.1:$fw_port/media/big.bin")
 ng_dl=$(download "http://127.0.0.1:$ng_port/media/big.bin")
-read -r fw_rps fw_cpu fw_gen <<<"$(ranges "http://127.0.0.1:$fw_port/media/big.bin" "$fw_pid")"
-read -r bl_rps bl_cpu bl_gen <<<"$(ranges "$bl_url/media/big.bin" "$bl_pid")"
-# shellcheck disable=SC2086
-read -r ng_rps ng_cpu ng_gen <<<"$(ranges "http://127.0.0.1:$ng_port/media/big.bin" $ng_pids)"
 
 per() { echo "$1 * 1000000 / $2" | bc -l; }   # µs per request
-fw_us=$(per "$fw_cpu" "$fw_rps"); ng_us=$(per "$ng_cpu" "$ng_rps"); bl_us=$(per "$bl_cpu" "$bl_rps")
-printf '%-34s %14s %14s %8s %14s %8s\n' "" framewire nginx ratio "native hyper" ratio
+ratio() { echo "$1 / $2" | bc -l; }
+# median and range of numbers, one per line -> "median (min-max)"
+spread() { sort -g | awk '{v[NR]=$1} END {m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2;
+    printf "%.2f (%.2f-%.2f)", m, v[1], v[NR]}'; }
+
 printf '%-34s %11.0f MB/s %11.0f MB/s %8.2f\n' "1 GiB download (curl, best of 3)" \
-    "$(echo "$fw_dl / 1000000" | bc -l)" "$(echo "$ng_dl / 1000000" | bc -l)" "$(echo "$fw_dl / $ng_dl" | bc -l)"
-printf '%-34s %10s r/s %10s r/s %8.2f %10s r/s %8.2f\n' "random 64 KiB ranges (wrk -c64)" "$fw_rps" "$ng_rps" \
-    "$(echo "$fw_rps / $ng_rps" | bc -l)" "$bl_rps" "$(echo "$fw_rps / $bl_rps" | bc -l)"
-printf '%-34s %10.2f    %10.2f    %8.2f %10.2f    %8.2f\n' "  server CPU, cores" "$fw_cpu" "$ng_cpu" \
-    "$(echo "$fw_cpu / $ng_cpu" | bc -l)" "$bl_cpu" "$(echo "$fw_cpu / $bl_cpu" | bc -l)"
-printf '%-34s %10.1f    %10.1f    %8.2f %10.1f    %8.2f\n' "  server CPU per request, µs" \
-    "$fw_us" "$ng_us" "$(echo "$fw_us / $ng_us" | bc -l)" "$bl_us" "$(echo "$fw_us / $bl_us" | bc -l)"
-printf '%-34s %10.2f    %10.2f             %10.2f\n' "  wrk's own CPU, cores" "$fw_gen" "$ng_gen" "$bl_gen"
-printf '%-34s %10.1f    %10.1f             %10.1f\n' "  wrk's CPU per request, µs" \
-    "$(per "$fw_gen" "$fw_rps")" "$(per "$ng_gen" "$ng_rps")" "$(per "$bl_gen" "$bl_rps")"
+    "$(echo "$fw_dl / 1000000" | bc -l)" "$(echo "$ng_dl / 1000000" | bc -l)" "$(ratio "$fw_dl" "$ng_dl")"
+echo
+echo "random 64 KiB ranges (wrk -t2 -c64, ${SECONDS_PER_RUN} s each, request-only script)"
+printf '%-6s %26s %26s %26s %9s %9s\n' round "framewire r/s µs/r wrk-µs" "nginx r/s µs/r wrk-µs" "native r/s µs/r wrk-µs" "fw/nginx" "fw/native"
+vs_nginx=() vs_native=()
+for round in $(seq "$REPEAT"); do
+    read -r fw_rps fw_cpu fw_gen <<<"$(ranges "http://127.0.0.1:$fw_port/media/big.bin" "$fw_pid")"
+    # shellcheck disable=SC2086
+    read -r ng_rps ng_cpu ng_gen <<<"$(ranges "http://127.0.0.1:$ng_port/media/big.bin" $ng_pids)"
+    read -r bl_rps bl_cpu bl_gen <<<"$(ranges "$bl_url/media/big.bin" "$bl_pid")"
+    vs_nginx+=("$(ratio "$fw_rps" "$ng_rps")")
+    vs_native+=("$(ratio "$fw_rps" "$bl_rps")")
+    printf '%-6s %8s %8.1f %8.1f %8s %8.1f %8.1f %8s %8.1f %8.1f %9.2f %9.2f\n' "$round" \
+        "$fw_rps" "$(per "$fw_cpu" "$fw_rps")" "$(per "$fw_gen" "$fw_rps")" \
+        "$ng_rps" "$(per "$ng_cpu" "$ng_rps")" "$(per "$ng_gen" "$ng_rps")" \
+        "$bl_rps" "$(per "$bl_cpu" "$bl_rps")" "$(per "$bl_gen" "$bl_rps")" \
+        "${vs_nginx[-1]}" "${vs_native[-1]}"
+done
+echo "µs/r = the server's CPU per request; wrk-µs = wrk's own CPU per request (it shares the two cores)"
+if (( REPEAT > 1 )); then
+    echo "framewire/nginx, median (range) over $REPEAT rounds:  $(printf '%s\n' "${vs_nginx[@]}" | spread)"
+    echo "framewire/native, median (range) over $REPEAT rounds: $(printf '%s\n' "${vs_native[@]}" | spread)"
+fi
