@@ -192,31 +192,31 @@ impl Relay {
     /// None once the camera is gone or the server is shutting down.
     async fn next_frame(&mut self) -> Option<Arc<Frame>> {
         if let Some(interval) = self.interval {
-            tokio::select! {
-                () = tokio::time::sleep_until(self.next_due) => {}
-                () = &mut self.stopping => return None,
-            }
+            unless_stopping(&mut self.stopping, tokio::time::sleep_until(self.next_due)).await?;
             self.next_due = self.next_due.max(Instant::now() - interval) + interval;
         }
-        let mut frame = tokio::select! {
-            frame = self.sub.newer(self.last) => frame?,
-            () = &mut self.stopping => return None,
-        };
+        // None: the server is shutting down, or the camera is gone.
+        let mut frame = unless_stopping(&mut self.stopping, self.sub.newer(self.last)).await??;
         // The last part may still be on its way to a slow client: once it
         // has left, send the newest frame, not this one.
         if let Some(pace) = &self.pace
             && !pace.flushed()
         {
-            tokio::select! {
-                () = pace.flushed_or_closed() => {}
-                () = &mut self.stopping => return None,
-            }
+            unless_stopping(&mut self.stopping, pace.flushed_or_closed()).await?;
             if let Some(newer) = self.sub.current_after(frame.sequence) {
                 frame = newer;
             }
         }
         self.last = frame.sequence;
         Some(frame)
+    }
+}
+
+/// `f`'s output, or None if the server starts shutting down first.
+async fn unless_stopping<T>(stopping: &mut Waiting, f: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        t = f => Some(t),
+        () = stopping => None,
     }
 }
 
