@@ -296,3 +296,26 @@ async fn relayed_streams_hold_no_instance() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Requests that arrive together take turns through the pool: each one's
+/// instance is made when its handler runs and is gone before the next is
+/// made, so a burst on one thread holds one slot, not one per request (on a
+/// one-slot pool, none of them is refused).
+#[tokio::test(flavor = "current_thread")]
+async fn requests_arriving_together_take_turns_through_one_slot() {
+    let host = HostInfo::new(Arc::new(Feeds::new(Vec::new())));
+    let options = framewire::runtime::Options { max_instances: 1, ..Default::default() };
+    let runtime = Arc::new(Runtime::with_options(host, options).unwrap());
+    let component = Arc::new(runtime.load("builtin:mjpeg", framewire::components::MJPEG).unwrap());
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (runtime, component) = (runtime.clone(), component.clone());
+        let req = hyper::Request::get("http://localhost/api/state").body(Empty::<Bytes>::new()).unwrap();
+        burst.spawn(async move { runtime.handle(component, req, None, None).await });
+    }
+    while let Some(done) = burst.join_next().await {
+        let resp = done.unwrap().unwrap_or_else(|e| panic!("refused in a burst: {e:#}"));
+        assert_eq!(resp.status(), 200);
+        assert!(json(resp).await["cameras"].is_array());
+    }
+}

@@ -150,6 +150,19 @@ impl Loaded {
             last_error: None,
         }
     }
+
+    /// An instance of this component in `store`, which must be fresh: what
+    /// every request pays before the handler runs. [`Overloaded`] when the
+    /// pool is full.
+    async fn instantiate_in(&self, store: &mut Store<Ctx>) -> Result<Proxy> {
+        match self.pre.instantiate_async(store).await {
+            Ok(proxy) => Ok(proxy),
+            Err(e) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
+                Err(anyhow::Error::new(Overloaded))
+            }
+            Err(e) => Err(anyhow!("{}: cannot instantiate: {e:#}", self.source)),
+        }
+    }
 }
 
 /// Instances that may exist at once by default (live streams included).
@@ -425,17 +438,11 @@ impl Runtime {
         self.instantiate(component, media, None).await.map(drop)
     }
 
-    /// A fresh store and instance of `component`: what every request pays
-    /// before the handler runs. [`Overloaded`] when the pool is full.
+    /// A fresh store and instance of `component` (see [`Loaded::instantiate_in`]).
     pub async fn instantiate(&self, component: &Loaded, media: Option<&MediaDir>, pace: Option<Arc<Pace>>) -> Result<(Store<Ctx>, Proxy)> {
         let mut store = self.store(media, pace, component.relays)?;
-        match component.pre.instantiate_async(&mut store).await {
-            Ok(proxy) => Ok((store, proxy)),
-            Err(e) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
-                Err(anyhow::Error::new(Overloaded))
-            }
-            Err(e) => Err(anyhow!("{}: cannot instantiate: {e:#}", component.source)),
-        }
+        let proxy = component.instantiate_in(&mut store).await?;
+        Ok((store, proxy))
     }
 
     /// Run one request through a new instance of `component`. Returns once
@@ -452,7 +459,7 @@ impl Runtime {
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let (mut store, proxy) = self.instantiate(&component, media, pace).await?;
+        let mut store = self.store(media, pace, component.relays)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(tx)?;
@@ -460,13 +467,20 @@ impl Runtime {
         let source = component.source.clone();
         // How the handler ended, for this request if it has no response yet;
         // once the response is out, the task reports failures itself.
-        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<wasmtime::Result<()>>();
+        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<Result<(), Ended>>();
         let task_source = source.clone();
         tokio::spawn(async move {
+            // Instantiated here rather than before the spawn: requests that
+            // arrive together then take turns through one warm pool slot per
+            // thread, each instance gone before the next is made, instead of
+            // all holding a slot until the first one runs.
+            let ended = match component.instantiate_in(&mut store).await {
+                Ok(proxy) => proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await.map_err(Ended::Failed),
+                Err(e) => Err(Ended::NotStarted(e)),
+            };
             // The version stays loaded while any of its instances runs, and
             // goes (compiled code and all) with the last one after a swap.
-            let _version = component;
-            let ended = proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await;
+            drop(component);
             if let Err(Err(e)) = done_tx.send(ended) {
                 tracing::warn!(component = %task_source, "handler failed after responding: {e:#}");
             }
@@ -488,12 +502,31 @@ impl Runtime {
             // The response went unset: the handler has ended (its store, and
             // with it the response slot, is dropped after it reports).
             Err(_) => match done_rx.await {
+                // A full pool stays `Overloaded` for the caller to answer 503.
+                Ok(Err(Ended::NotStarted(e))) => return Err(e),
                 Ok(Ok(())) => Err(anyhow!("{source} returned without sending a response")),
-                Ok(Err(e)) => Err(anyhow!("{source} failed: {e:#}")),
+                Ok(Err(Ended::Failed(e))) => Err(anyhow!("{source} failed: {e:#}")),
                 Err(_) => Err(anyhow!("{source} panicked")),
             },
         }
         .context("handler error")
+    }
+}
+
+/// How a handler that did not finish cleanly ended.
+enum Ended {
+    /// Its instance could not be made (see [`Loaded::instantiate_in`]).
+    NotStarted(anyhow::Error),
+    /// It trapped or failed.
+    Failed(wasmtime::Error),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::NotStarted(e) => write!(f, "{e:#}"),
+            Ended::Failed(e) => write!(f, "{e:#}"),
+        }
     }
 }
 
