@@ -475,7 +475,7 @@ impl Runtime {
             // thread, each instance gone before the next is made, instead of
             // all holding a slot until the first one runs.
             let ended = match component.instantiate_in(&mut store).await {
-                Ok(proxy) => proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await.map_err(Ended::Failed),
+                Ok(proxy) => proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await.map_err(|e| Ended::Failed(e.into())),
                 Err(e) => Err(Ended::NotStarted(e)),
             };
             // The version stays loaded while any of its instances runs, and
@@ -518,15 +518,13 @@ enum Ended {
     /// Its instance could not be made (see [`Loaded::instantiate_in`]).
     NotStarted(anyhow::Error),
     /// It trapped or failed.
-    Failed(wasmtime::Error),
+    Failed(anyhow::Error),
 }
 
 impl std::fmt::Display for Ended {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Ended::NotStarted(e) => write!(f, "{e:#}"),
-            Ended::Failed(e) => write!(f, "{e:#}"),
-        }
+        let (Ended::NotStarted(e) | Ended::Failed(e)) = self;
+        write!(f, "{e:#}")
     }
 }
 
