@@ -155,6 +155,10 @@ impl Loaded {
     /// every request pays before the handler runs. [`Overloaded`] when the
     /// pool is full.
     async fn instantiate_in(&self, store: &mut Store<Ctx>) -> Result<Proxy> {
+        // The first tick counts from here, not from the store's creation: a
+        // store that waited its turn across a tick would otherwise be taken
+        // for a busy guest and yield (holding its slot) before running.
+        store.set_epoch_deadline(1);
         match self.pre.instantiate_async(store).await {
             Ok(proxy) => Ok(proxy),
             Err(e) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
@@ -402,7 +406,6 @@ impl Runtime {
         // is interrupted, within it it yields so it cannot hog a worker. A
         // guest that has been waiting (a stream between frames) continues.
         let limit_ticks = (self.cpu_limit.as_millis() / TICK.as_millis()).max(1) as u32;
-        store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
             let d = ctx.data_mut();
             d.in_epoch_check = true;
